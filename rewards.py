@@ -22,8 +22,8 @@ ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
 
 def r1_zero_prompt(prompt: str) -> str:
-    """The question placed in the R1-Zero template."""
-    return TEMPLATE.format(prompt=prompt.strip().rstrip("."))
+    """The question placed in the R1-Zero template, literally (so "...?" becomes "...?. Assistant:", as in the paper)."""
+    return TEMPLATE.format(prompt=prompt.strip())
 
 
 def format_reward(completion: str, **row) -> float:

@@ -1,0 +1,121 @@
+"""Each equation against the hand-computed numbers in DESIGN.md, value and gradient, in float64."""
+import math
+
+import pytest
+import torch
+
+from grpo import (clipped_surrogate, group_advantages, kl_k3, masked_aggregate, per_token_loss,
+                  token_logprobs)
+
+f64 = dict(dtype=torch.float64)
+
+
+def test_group_advantages_match_hand_computation():
+    A = group_advantages(torch.tensor([1.0, 0, 0, 1], **f64), G=4)
+    std = math.sqrt(sum((x - 0.5) ** 2 for x in [1, 0, 0, 1]) / 3)  # Bessel's correction: n - 1
+    assert std == pytest.approx(0.5773503, abs=1e-7)
+    assert A.tolist() == pytest.approx([0.8658754, -0.8658754, -0.8658754, 0.8658754], abs=1e-7)
+
+
+def test_group_advantages_are_per_group():
+    A = group_advantages(torch.tensor([1.0, 0, 5, 5], **f64), G=2)
+    assert A[:2].tolist() == pytest.approx([0.5 / (math.sqrt(0.5) + 1e-4), -0.5 / (math.sqrt(0.5) + 1e-4)])
+    assert A[2:].tolist() == [0.0, 0.0]
+
+
+def test_all_equal_rewards_give_zero_advantage_not_nan():
+    A = group_advantages(torch.full((8,), 0.7, **f64), G=8)
+    assert torch.equal(A, torch.zeros(8, **f64))
+
+
+def test_group_of_one_is_an_error():
+    with pytest.raises(ValueError, match="G >= 2"):
+        group_advantages(torch.tensor([1.0], **f64), G=1)
+
+
+def test_k3_value_and_gradient():
+    logp = torch.tensor([0.5], **f64, requires_grad=True)
+    k3 = kl_k3(logp, torch.tensor([0.0], **f64))  # delta = logp - ref = 0.5
+    assert k3.item() == pytest.approx(0.1065307, abs=1e-7)
+    k3.sum().backward()
+    assert logp.grad.item() == pytest.approx(0.3934693, abs=1e-7)  # 1 - pi_ref / pi_theta
+
+
+def test_k3_is_zero_with_zero_gradient_at_the_reference():
+    logp = torch.tensor([-1.3], **f64, requires_grad=True)
+    k3 = kl_k3(logp, logp.detach())
+    k3.backward()
+    assert k3.item() == 0.0 and logp.grad.item() == 0.0
+
+
+def surrogate_loss_and_grad(A, rho, eps_high=0.2):
+    """Per-token loss -min(rho A, clip(rho) A) at pi_old = 1 (log 0), and its gradient wrt log pi_theta."""
+    logp = torch.tensor([math.log(rho)], **f64, requires_grad=True)
+    loss = -clipped_surrogate(logp, torch.zeros(1, **f64), torch.tensor([A], **f64), 0.2, eps_high)
+    loss.sum().backward()
+    return loss.item(), logp.grad.item()
+
+
+@pytest.mark.parametrize("A, rho, eps_high, loss, grad", [
+    (+1, 1.5, 0.2, -1.2, 0.0),  # clipped above: no push further
+    (+1, 1.5, 0.28, -1.28, 0.0),  # DAPO clip-higher
+    (-1, 0.5, 0.2, 0.8, 0.0),  # clipped below
+    (-1, 1.5, 0.2, 1.5, 1.5),  # not clipped: min picks the unclipped, pessimistic term
+    (+1, 1.0, 0.2, -1.0, -1.0),  # on-policy
+])
+def test_clipped_surrogate(A, rho, eps_high, loss, grad):
+    got_loss, got_grad = surrogate_loss_and_grad(A, rho, eps_high)
+    assert got_loss == pytest.approx(loss, abs=1e-12)
+    assert got_grad == pytest.approx(grad, abs=1e-12)
+
+
+def test_aggregations_with_masks_of_different_lengths():
+    loss = torch.tensor([[1.0, 9, 9, 9], [3, 3, 3, 9]], **f64)  # 9s sit under the mask
+    mask = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 0]], **f64)
+    assert masked_aggregate(loss, mask, "grpo").item() == pytest.approx(2.0)  # (1 + 3) / 2
+    assert masked_aggregate(loss, mask, "token_mean").item() == pytest.approx(2.5)  # 10 / 4
+    assert masked_aggregate(loss, mask, "dr_grpo").item() == pytest.approx(1.25)  # 10 / (2 * 4)
+
+
+@pytest.mark.parametrize("agg", ["grpo", "token_mean", "dr_grpo"])
+def test_aggregation_of_micro_batches_sums_to_the_whole(agg):
+    torch.manual_seed(0)
+    loss = torch.randn(6, 5, **f64)
+    mask = (torch.arange(5) < torch.tensor([1, 5, 3, 2, 4, 0])[:, None]).to(torch.float64)
+    counts = dict(num_seqs=6, num_tokens=mask.sum(), max_len=5)
+    parts = sum(masked_aggregate(loss[i:i + 2], mask[i:i + 2], agg, **counts) for i in range(0, 6, 2))
+    assert parts.item() == pytest.approx(masked_aggregate(loss, mask, agg).item(), abs=1e-12)
+
+
+def test_fully_masked_row_counts_as_a_sequence_with_zero_loss():
+    loss = torch.tensor([[2.0, 2.0], [7.0, 7.0]], **f64)
+    mask = torch.tensor([[1.0, 1.0], [0.0, 0.0]], **f64)
+    assert masked_aggregate(loss, mask, "grpo").item() == pytest.approx(1.0)
+
+
+def test_unknown_aggregation_is_an_error():
+    with pytest.raises(ValueError, match="unknown loss aggregation"):
+        masked_aggregate(torch.zeros(1, 1), torch.ones(1, 1), "mean")
+
+
+@pytest.mark.parametrize("T, expected", [(1.0, -0.4076060), (0.5, -0.1429316)])
+def test_token_logprobs_use_the_temperature(T, expected):
+    logits = torch.tensor([[[2.0, 1.0, 0.0]]], **f64)
+    assert token_logprobs(logits, torch.tensor([[0]]), T).item() == pytest.approx(expected, abs=1e-7)
+
+
+def test_on_policy_loss_is_zero_but_its_gradient_is_not():
+    logp = torch.log(torch.tensor([[0.2, 0.5], [0.7, 0.1]], **f64)).requires_grad_(True)
+    A = torch.tensor([1.0, -1.0], **f64)  # zero mean, as group advantages are
+    mask = torch.ones(2, 2, **f64)
+    loss = masked_aggregate(per_token_loss(logp, logp.detach(), None, A, 0.0, 0.2, 0.2), mask, "grpo")
+    loss.backward()
+    assert loss.item() == pytest.approx(0.0, abs=1e-15)
+    assert torch.allclose(logp.grad, torch.tensor([[-0.25, -0.25], [0.25, 0.25]], **f64))  # -A_i / (G |o_i|)
+
+
+def test_total_loss_adds_beta_times_k3():
+    logp = torch.tensor([[0.5]], **f64)
+    zero = torch.zeros(1, 1, **f64)
+    loss = per_token_loss(logp, logp, zero, torch.tensor([1.0], **f64), beta=0.1, eps_low=0.2, eps_high=0.2)
+    assert loss.item() == pytest.approx(-1.0 + 0.1 * 0.1065307, abs=1e-8)

@@ -1,0 +1,84 @@
+"""sample.py against model.generate, and its per-row behaviour: own draws, own EOS, exact log-probs."""
+import pytest
+import torch
+from conftest import tiny_model
+
+from grpo import completion_logprobs
+from sample import left_pad, sample
+
+PROMPTS = ["What is 12 + 30?", "Hi", "A much longer prompt, to force left padding of the others."]
+
+
+def encode(tokenizer, texts=PROMPTS):
+    return [tokenizer(t)["input_ids"] for t in texts]
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+def test_greedy_equals_generate_with_prompts_of_different_lengths(tokenizer, arch):
+    model = tiny_model(arch, vocab_size=len(tokenizer))
+    prompts = encode(tokenizer)
+    ids, mask = left_pad(prompts, tokenizer.pad_token_id, "cpu")
+    # A model's greedy path rarely meets EOS; make the third row's 5th greedy token an end token.
+    probe = sample(model, prompts, 1, 12, temperature=0, eos_ids=[], pad_id=0)
+    eos = probe.tokens[2, 4].item()
+    ours = sample(model, prompts, 1, 12, temperature=0, eos_ids=[eos], pad_id=0)
+    ref = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=12,
+                         eos_token_id=eos, pad_token_id=0)[:, ids.shape[1]:]
+    assert ours.lengths[2] <= 5 and ours.ended[2]
+    for row in range(len(prompts)):
+        n = ours.lengths[row]
+        assert torch.equal(ours.tokens[row, :n], ref[row, :n])
+        assert (ref[row, n:] == 0).all() if ours.ended[row] else n == 12
+
+
+def test_each_row_of_a_group_draws_its_own_tokens(tokenizer):
+    model = tiny_model(vocab_size=len(tokenizer))
+    s = sample(model, encode(tokenizer, ["Same prompt"]), G=16, max_new_tokens=6, eos_ids=[], generator=0)
+    assert len(set(s.tokens[:, 0].tolist())) > 1, "every row drew the same first token"
+    assert len({tuple(row) for row in s.tokens.tolist()}) == 16
+
+
+def test_generator_makes_sampling_reproducible(tokenizer):
+    model = tiny_model(vocab_size=len(tokenizer))
+    a = sample(model, encode(tokenizer), G=3, max_new_tokens=8, eos_ids=[1], generator=123)
+    b = sample(model, encode(tokenizer), G=3, max_new_tokens=8, eos_ids=[1], generator=123)
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.logprobs, b.logprobs)
+
+
+def test_rows_stop_at_their_own_eos(tokenizer):
+    model = tiny_model(vocab_size=len(tokenizer))
+    eos = list(range(10, 50))  # many end tokens, so rows end early and at different steps
+    s = sample(model, encode(tokenizer), G=8, max_new_tokens=40, eos_ids=eos, pad_id=0, generator=1)
+    assert len(set(s.lengths.tolist())) > 1
+    assert s.tokens.shape[1] == s.lengths.max() < 40, "the loop should stop once every row has ended"
+    for row, n, ended in zip(s.tokens, s.lengths, s.ended):
+        hits = [t for t, tok in enumerate(row.tolist()[:n]) if tok in eos]
+        assert ended == bool(hits) and (not hits or hits[0] == n - 1), "a row ends exactly at its first EOS"
+        assert (row[n:] == 0).all()
+
+
+def test_budget_truncates_and_flags_rows(tokenizer):
+    model = tiny_model(vocab_size=len(tokenizer))
+    s = sample(model, encode(tokenizer), G=2, max_new_tokens=5, eos_ids=[], generator=0)
+    assert s.lengths.tolist() == [5] * 6 and not s.ended.any()
+
+
+def test_tiny_top_p_is_greedy(tokenizer):
+    model = tiny_model(vocab_size=len(tokenizer))
+    greedy = sample(model, encode(tokenizer), G=1, max_new_tokens=8, temperature=0, eos_ids=[])
+    nucleus = sample(model, encode(tokenizer), G=1, max_new_tokens=8, top_p=1e-6, eos_ids=[], generator=0)
+    assert torch.equal(greedy.tokens, nucleus.tokens)
+
+
+@pytest.mark.parametrize("T", [1.0, 0.7])
+def test_sampled_logprobs_equal_the_trainers_recomputed_ones(tokenizer, T):
+    model = tiny_model(vocab_size=len(tokenizer))
+    prompts, G = encode(tokenizer), 4
+    s = sample(model, prompts, G, max_new_tokens=24, temperature=T, eos_ids=list(range(10, 20)), generator=2)
+    ids, mask = left_pad(prompts, 0, "cpu")
+    completion_mask = (torch.arange(s.tokens.shape[1]) < s.lengths[:, None]).long()
+    full_ids = torch.cat([ids.repeat_interleave(G, 0), s.tokens], 1)
+    full_mask = torch.cat([mask.repeat_interleave(G, 0), completion_mask], 1)
+    with torch.no_grad():
+        recomputed = completion_logprobs(model, full_ids, full_mask, s.tokens.shape[1], T)
+    assert torch.allclose(recomputed * completion_mask, s.logprobs, atol=1e-5, rtol=0)

@@ -1,0 +1,146 @@
+"""The training step and the command line: masking, split invariance, a 2-step run, errors for bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import tiny_model
+from transformers import AutoModelForCausalLM
+
+import grpo
+from grpo import Batch, Config, DataError, completion_logprobs, load_rows, masked_aggregate, per_token_loss
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def random_batch(vocab: int, rows=6, P=5, C=7, seed=0) -> Batch:
+    """Left-padded prompts, right-padded completions of lengths 1..C, random advantages and log-probs."""
+    g = torch.Generator().manual_seed(seed)
+    prompt_len = torch.randint(2, P + 1, (rows,), generator=g)
+    lengths = torch.tensor([1, C, 3, 2, C - 1, 4][:rows])
+    prompt_mask = (torch.arange(P) >= P - prompt_len[:, None]).long()
+    mask = (torch.arange(C) < lengths[:, None]).long()
+    ids = torch.randint(2, vocab, (rows, P + C), generator=g) * torch.cat([prompt_mask, mask], 1)
+    return Batch(ids, torch.cat([prompt_mask, mask], 1), mask, A=torch.randn(rows, generator=g),
+                 old_logp=-torch.rand(rows, C, generator=g) - 1, ref_logp=-torch.rand(rows, C, generator=g) - 1)
+
+
+def loss_and_grads(model, batch: Batch, beta=0.04):
+    model.zero_grad()
+    logp = completion_logprobs(model, batch.ids, batch.attention_mask, batch.mask.shape[1], 1.0)
+    loss = masked_aggregate(per_token_loss(logp, batch.old_logp, batch.ref_logp, batch.A, beta, 0.2, 0.2),
+                            batch.mask)
+    loss.backward()
+    return loss.item(), [p.grad.clone() for p in model.parameters()]
+
+
+def test_padding_after_eos_changes_neither_loss_nor_gradient():
+    model = tiny_model(vocab_size=64)
+    batch = random_batch(64)
+    loss, grads = loss_and_grads(model, batch)
+    C = batch.mask.shape[1]
+    padded = (batch.mask == 0)
+    other = Batch(**vars(batch))
+    other.ids = batch.ids.clone()
+    other.ids[:, -C:][padded] = torch.randint(2, 64, (int(padded.sum()),))  # new tokens where the mask is 0
+    other.old_logp = batch.old_logp.masked_fill(padded, -50.0)
+    other.ref_logp = batch.ref_logp.masked_fill(padded, 3.0)
+    loss2, grads2 = loss_and_grads(model, other)
+    assert loss2 == pytest.approx(loss, abs=1e-7)
+    assert all(torch.allclose(a, b, atol=1e-7, rtol=0) for a, b in zip(grads, grads2))
+
+
+def one_update(batch: Batch, micro_batch: int, agg: str) -> torch.Tensor:
+    """The change of all weights after one SGD step (lr 1: the clipped gradient itself), flattened."""
+    model = tiny_model(vocab_size=64, seed=3)
+    before = torch.cat([p.detach().flatten() for p in model.parameters()])
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    cfg = Config(micro_batch=micro_batch, loss_agg=agg, beta=0.04, temperature=1.0)
+    grpo.policy_update(model, opt, batch, cfg, world=1)
+    return torch.cat([p.detach().flatten() for p in model.parameters()]) - before
+
+
+@pytest.mark.parametrize("agg", grpo.LOSS_AGG)
+def test_update_does_not_depend_on_micro_batching(agg):
+    batch = random_batch(64)
+    whole = one_update(batch, micro_batch=6, agg=agg)
+    assert whole.norm() > 0.1
+    for mb in (1, 4):  # 4 leaves an uneven last micro-batch
+        split = one_update(batch, micro_batch=mb, agg=agg)
+        assert ((split - whole).norm() / whole.norm()).item() < 1e-5  # float32 rounding, nothing more
+
+
+def write_rows(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+ARITHMETIC = [{"prompt": f"What is {a} + {b}?", "answer": str(a + b)} for a in range(3) for b in range(3)]
+REQUIRED_METRICS = {"step", "reward", "reward_std", "accuracy", "format", "length_mean", "length_max", "truncated",
+                    "groups_all_equal", "kl", "clip_frac", "loss", "grad_norm", "lr", "time_sample", "time_train"}
+
+
+def cli_args(model_dir, data, out):
+    return ["--model", model_dir, "--data", data, "--out", str(out), "--steps", "2", "--G", "4",
+            "--prompts-per-step", "2", "--max-new-tokens", "8", "--micro-batch", "3", "--mu", "2", "--lr", "1e-3"]
+
+
+def check_run(out, model_dir):
+    lines = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert [m["step"] for m in lines] == [1, 2]
+    assert REQUIRED_METRICS <= set(lines[0])
+    assert all(0 < m["length_mean"] <= 8 and m["time_sample"] > 0 for m in lines)
+    loaded = AutoModelForCausalLM.from_pretrained(str(out))
+    original = AutoModelForCausalLM.from_pretrained(model_dir)
+    assert loaded.state_dict().keys() == original.state_dict().keys()
+    assert os.path.exists(out / "model.safetensors") and os.path.exists(out / "tokenizer.json")
+
+
+def test_cli_runs_two_steps_and_writes_metrics_and_checkpoint(model_dir, tmp_path):
+    data = write_rows(tmp_path / "train.jsonl", ARITHMETIC)
+    grpo.main(cli_args(model_dir, data, tmp_path / "out"))
+    check_run(tmp_path / "out", model_dir)
+
+
+@pytest.mark.slow
+def test_cli_runs_under_torchrun(model_dir, tmp_path):
+    data = write_rows(tmp_path / "train.jsonl", ARITHMETIC)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
+           os.path.join(ROOT, "grpo.py")] + cli_args(model_dir, data, tmp_path / "out")
+    subprocess.run(cmd, check=True, cwd=tmp_path, timeout=120)
+    check_run(tmp_path / "out", model_dir)
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"prompt": "a", "answer": "1"}\n{"prompt": "b", "answer": \n', r"train\.jsonl:2: not valid JSON"),
+    ('{"prompt": "a", "answer": "1"}\n\n{"prompt": "b"}\n', r"train\.jsonl:3: missing field\(s\) answer"),
+    ('["prompt", "answer"]\n', r"train\.jsonl:1: missing field\(s\) prompt, answer"),
+    ('\n', r"train\.jsonl: no rows"),
+])
+def test_broken_data_names_file_and_line(tmp_path, content, message):
+    (tmp_path / "train.jsonl").write_text(content)
+    with pytest.raises(DataError, match=message):
+        load_rows(str(tmp_path / "train.jsonl"))
+
+
+def test_missing_data_file_is_reported_by_the_cli(model_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit, match=r"grpo\.py: error: .*nope\.jsonl: no such file"):
+        grpo.main(["--model", model_dir, "--data", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--G", "1"], "--G must be at least 2"),
+    (["--G", "four"], "argument --G: invalid int value"),
+    (["--lr=-1e-6"], "--lr must be > 0"),
+    (["--temperature", "0"], "--temperature must be > 0"),
+    (["--beta", "-0.1"], "--beta must be >= 0"),
+    (["--top-p", "1.5"], "--top-p must be in"),
+    (["--micro-batch", "0"], "--micro-batch must be > 0"),
+    (["--loss-agg", "mean"], "argument --loss-agg: invalid choice"),
+])
+def test_bad_flags_name_the_flag(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit:
+        grpo.parse_config(flags)
+    assert exit.value.code == 2 and message in capsys.readouterr().err
