@@ -17,6 +17,8 @@ import argparse
 import copy
 import json
 import os
+import re
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
@@ -28,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rewards import accuracy_reward, format_reward, r1_zero_prompt
+from rewards import accuracy_reward, extract_answer, format_reward, gold_answer, parse_number, r1_zero_prompt, same_answer
 from sample import left_pad, position_ids, sample
 
 # ----------------------------------------------------------------------------------------------------- config
@@ -36,7 +38,7 @@ from sample import left_pad, position_ids, sample
 
 @dataclass
 class Config:
-    model: str = "data/model"  # Hugging Face id or local directory
+    model: str = "data/model"  # Hugging Face id or local directory; without --model, see SHIPPED below
     data: str = "data/train.jsonl"  # JSONL rows with at least "prompt" and "answer"
     out: str = "out"  # metrics.jsonl and the final checkpoint go here
     G: int = 16  # answers sampled per question (R1-Zero: 16)
@@ -57,20 +59,39 @@ class Config:
     format_weight: float = 1.0
     steps: int = 100
     seed: int = 0
+    eval_data: str | None = None  # held-out JSONL: evaluated before training, every --eval-every steps, and after
+    eval_every: int = 0  # 0: only before and after training
+    eval_k: int = 8  # samples per question for pass@1 (averaged over k) and cons@k (majority vote over k)
+    eval_temperature: float = 0.6  # the R1 paper's pass@1 uses T = 0.6 and top-p 0.95
+    eval_top_p: float = 0.95
+    eval_only: bool = False  # evaluate --model on --eval-data, then stop
+    samples_every: int = 10  # every N steps, append a few prompt/completion/reward triples to OUT/samples.jsonl
+
+
+# With no --model, `python grpo.py` trains the small model shipped in data/ on its arithmetic task, in minutes on
+# a laptop CPU; these settings suit that model (a 1M-parameter model wants a far larger step than 3e-6), and
+# any flag given on the command line still wins.
+SHIPPED = dict(model="data/model", data="data/train.jsonl", eval_data="data/test.jsonl", G=8, prompts_per_step=8,
+               max_new_tokens=48, lr=1e-3, beta=0.0, steps=40, eval_every=10, samples_every=5)
 
 
 POSITIVE = ("G", "prompts_per_step", "max_new_tokens", "temperature", "mu", "lr", "max_grad_norm", "micro_batch",
-            "steps")
-NON_NEGATIVE = ("beta", "epsilon", "epsilon_high", "weight_decay", "accuracy_weight", "format_weight")
+            "steps", "eval_k", "eval_temperature")
+NON_NEGATIVE = ("beta", "epsilon", "epsilon_high", "weight_decay", "accuracy_weight", "format_weight", "eval_every",
+                "samples_every")
 
 
 def parse_config(argv=None) -> Config:
     """Config from the command line: one flag per field, with the field's default; bad values name their flag."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     for f in fields(Config):
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=f.default,
-                            type=float if f.type == float | None else f.type,
+        kind = {bool: dict(action=argparse.BooleanOptionalAction), float | None: dict(type=float),
+                str | None: dict(type=str)}.get(f.type, dict(type=f.type))
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=f.default, **kind,
                             **({"choices": LOSS_AGG} if f.name == "loss_agg" else {}))
+    argv = sys.argv[1:] if argv is None else argv
+    if not any(a == "--model" or a.startswith("--model=") for a in argv):
+        parser.set_defaults(**SHIPPED)
     cfg = Config(**vars(parser.parse_args(argv)))
     for name in POSITIVE + NON_NEGATIVE:
         value = getattr(cfg, name)
@@ -78,8 +99,11 @@ def parse_config(argv=None) -> Config:
             parser.error(f"--{name.replace('_', '-')} must be {'> 0' if name in POSITIVE else '>= 0'}, got {value}")
     if cfg.G < 2:
         parser.error(f"--G must be at least 2 (advantages are relative to the group), got {cfg.G}")
-    if not 0 < cfg.top_p <= 1:
-        parser.error(f"--top-p must be in (0, 1], got {cfg.top_p}")
+    for name in ("top_p", "eval_top_p"):
+        if not 0 < getattr(cfg, name) <= 1:
+            parser.error(f"--{name.replace('_', '-')} must be in (0, 1], got {getattr(cfg, name)}")
+    if cfg.eval_only and not cfg.eval_data:
+        parser.error("--eval-only needs --eval-data")
     world = int(os.environ.get("WORLD_SIZE", 1))
     if cfg.prompts_per_step % world:
         parser.error(f"--prompts-per-step ({cfg.prompts_per_step}) must be a multiple of the {world} ranks")
@@ -211,13 +235,19 @@ def score(completions: list[str], rows: list[dict], G: int, cfg: Config) -> dict
     return {"reward": cfg.accuracy_weight * acc + cfg.format_weight * fmt, "accuracy": acc, "format": fmt}
 
 
-def rollout(sampler, tokenizer, rows, cfg: Config, generator, device):
-    """Sample G answers per question from pi_old and lay them out as a Batch (without advantages yet)."""
+def complete(model, tokenizer, rows, G: int, T: float, top_p: float, max_new_tokens: int, generator):
+    """G completions per question in the R1-Zero template: the tokenized prompts, the Samples and the texts."""
     prompts = [tokenizer(r1_zero_prompt(r["prompt"]))["input_ids"] for r in rows]
-    s = sample(sampler, prompts, cfg.G, cfg.max_new_tokens, cfg.temperature, cfg.top_p, eos_ids(tokenizer, sampler),
-               pad_id(tokenizer), generator)
+    s = sample(model, prompts, G, max_new_tokens, T, top_p, eos_ids(tokenizer, model), pad_id(tokenizer), generator)
     texts = tokenizer.batch_decode([t[:n] for t, n in zip(s.tokens.tolist(), s.lengths.tolist())],
                                    skip_special_tokens=True)
+    return prompts, s, texts
+
+
+def rollout(sampler, tokenizer, rows, cfg: Config, generator, device):
+    """Sample G answers per question from pi_old and lay them out as a Batch (advantages are filled in later)."""
+    prompts, s, texts = complete(sampler, tokenizer, rows, cfg.G, cfg.temperature, cfg.top_p, cfg.max_new_tokens,
+                                 generator)
     prompt_ids, prompt_mask = left_pad(prompts, pad_id(tokenizer), device)
     mask = (torch.arange(s.tokens.shape[1], device=device) < s.lengths[:, None]).long()
     ids = torch.cat([prompt_ids.repeat_interleave(cfg.G, 0), s.tokens], 1)
@@ -273,8 +303,12 @@ def global_counts(mask: torch.Tensor, world: int) -> dict:
     return {"num_seqs": counts[0].item(), "num_tokens": counts[1].item(), "max_len": counts[2].item()}
 
 
-def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator, world: int) -> dict[str, float]:
-    """Sample, score, compute advantages, then mu optimiser steps on the clipped, KL-penalised objective."""
+# The R1 paper's "aha moment": the model stops to re-check its work. We count how often completions say so.
+RECHECK = re.compile(r"\b(wait|verify|check again|let me check|double[- ]check|re-?check)\b", re.IGNORECASE)
+
+
+def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator, world: int):
+    """Sample, score, compute advantages, then mu optimiser steps; returns metrics and a few examples."""
     device, policy = batch_device(model), unwrap(model)
     t0 = time.perf_counter()
     if sampler is not policy:
@@ -290,13 +324,89 @@ def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator,
     for _ in range(cfg.mu):
         update = policy_update(model, opt, batch, cfg, world)
     lengths = s.lengths.float()
-    groups_equal = (r["reward"].view(-1, cfg.G).std(-1) == 0).float()
     metrics = {"reward": r["reward"].mean().item(), "reward_std": r["reward"].std().item(),
                "accuracy": r["accuracy"].mean().item(), "format": r["format"].mean().item(),
                "length_mean": lengths.mean().item(), "length_max": lengths.max().item(),
-               "truncated": (~s.ended).float().mean().item(), "groups_all_equal": groups_equal.mean().item()}
+               "truncated": (~s.ended).float().mean().item(),
+               "groups_all_equal": (r["reward"].view(-1, cfg.G).std(-1) == 0).float().mean().item(),
+               "recheck": sum(bool(RECHECK.search(t)) for t in texts) / len(texts)}
     metrics = reduce_over_ranks(metrics, world) | update
-    return metrics | {"lr": opt.param_groups[0]["lr"], "time_sample": t1 - t0, "time_train": time.perf_counter() - t1}
+    metrics |= {"lr": opt.param_groups[0]["lr"], "time_sample": t1 - t0, "time_train": time.perf_counter() - t1}
+    examples = [{"prompt": rows[i // cfg.G]["prompt"], "answer": rows[i // cfg.G]["answer"], "completion": texts[i],
+                 "reward": r["reward"][i].item()} for i in range(min(4, len(texts)))]
+    return metrics, examples
+
+
+# -------------------------------------------------------------------------------------------------- evaluation
+
+
+def majority_vote(completions: list[str], answer: str) -> float:
+    """cons@k: 1 if the most frequent extracted answer (numbers compared by value; ties: first seen) is right."""
+    answers = [a for a in map(extract_answer, completions) if a is not None]
+    if not answers:
+        return 0.0
+    keys = [n if (n := parse_number(a)) is not None else a for a in answers]
+    top = max(keys, key=keys.count)  # max keeps the first of equal counts
+    return float(same_answer(answers[keys.index(top)], gold_answer(str(answer))))
+
+
+@torch.no_grad()
+def evaluate(model, tokenizer, rows, cfg: Config, rank: int, world: int, chunk: int = 32) -> dict[str, float]:
+    """Held-out accuracy as the R1 paper reports it: greedy pass@1; pass@1 averaged over k samples at the eval
+    temperature; cons@k; with the samples' format rate and mean length. Each rank takes every world-th question."""
+    k, device = cfg.eval_k, batch_device(model)
+    generator = torch.Generator(device).manual_seed(cfg.seed + 7919 * (rank + 1))  # same draws at every eval
+    sums = torch.zeros(5, dtype=torch.float64, device=device)
+    mine = rows[rank::world]
+    for i in range(0, len(mine), chunk):
+        part = mine[i:i + chunk]
+        _, _, greedy = complete(model, tokenizer, part, 1, 0.0, 1.0, cfg.max_new_tokens, None)
+        _, s, sampled = complete(model, tokenizer, part, k, cfg.eval_temperature, cfg.eval_top_p,
+                                 cfg.max_new_tokens, generator)
+        for j, row in enumerate(part):
+            group = sampled[j * k:(j + 1) * k]
+            sums += torch.tensor([accuracy_reward(greedy[j], **row),
+                                  sum(accuracy_reward(c, **row) for c in group) / k,
+                                  majority_vote(group, row["answer"]),
+                                  sum(format_reward(c) for c in group) / k,
+                                  s.lengths[j * k:(j + 1) * k].double().mean().item()], dtype=torch.float64,
+                                 device=device)
+    if world > 1:
+        dist.all_reduce(sums)
+    names = ["greedy_pass@1", f"pass@1_k{k}", f"cons@{k}", "format", "length_mean"]
+    return {"eval/" + n: v / len(rows) for n, v in zip(names, sums.tolist())}
+
+
+def print_before_after(before: dict, after: dict, steps: int, seconds: float) -> None:
+    print(f"\nheld-out {'':14s} before   after   ({steps} steps, {seconds / 60:.1f} min)")
+    for key in before:
+        print(f"  {key[5:]:22s} {before[key]:7.3f} {after[key]:7.3f}")
+
+
+def plot_curves(out: str) -> None:
+    """OUT/curves.png: reward and accuracy, and mean response length, against step, from OUT/metrics.jsonl."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: `pip install matplotlib` to draw curves.png from metrics.jsonl")
+        return
+    lines = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+    train, evals = [m for m in lines if "reward" in m], [m for m in lines if "eval/format" in m]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for key, label in (("reward", "reward (accuracy + format)"), ("accuracy", "accuracy (training samples)")):
+        left.plot([m["step"] for m in train], [m[key] for m in train], label=label)
+    pass1 = next((k for k in evals[0] if k.startswith("eval/pass@1")), None) if evals else None
+    if pass1:
+        left.plot([m["step"] for m in evals], [m[pass1] for m in evals], "o--", label="held-out " + pass1[5:])
+    right.plot([m["step"] for m in train], [m["length_mean"] for m in train], color="tab:green")
+    left.set(xlabel="step", title="reward and accuracy")
+    right.set(xlabel="step", ylabel="tokens", title="mean response length")
+    left.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "curves.png"), dpi=120)
+    print(f"curves: {os.path.join(out, 'curves.png')}")
 
 
 # ------------------------------------------------------------------------------------------------------- loop
@@ -317,8 +427,7 @@ def pad_id(tokenizer) -> int:
 def eos_ids(tokenizer, model) -> list[int]:
     """End-of-sequence ids from the tokenizer and the model's generation config (some list several)."""
     ids = {tokenizer.eos_token_id}
-    gen = getattr(model, "generation_config", None)
-    extra = getattr(gen, "eos_token_id", None)
+    extra = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     ids |= set(extra if isinstance(extra, list) else [extra])
     return sorted(i for i in ids if i is not None)
 
@@ -332,8 +441,7 @@ def reduce_over_ranks(metrics: dict[str, float], world: int) -> dict[str, float]
     maxes = torch.tensor([metrics[k] for k in keys if k.endswith("_max")], dtype=torch.float64)
     dist.all_reduce(means)
     dist.all_reduce(maxes, op=dist.ReduceOp.MAX)
-    values = iter((means / world).tolist())
-    maxes = iter(maxes.tolist())
+    values, maxes = iter((means / world).tolist()), iter(maxes.tolist())
     return {k: next(maxes) if k.endswith("_max") else next(values) for k in keys}
 
 
@@ -344,9 +452,14 @@ def load_models(cfg: Config, device: torch.device):
     policy = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32).to(device).eval()
     sampler = copy.deepcopy(policy).to(half).eval().requires_grad_(False) if half != torch.float32 else policy
     ref = None
-    if cfg.beta > 0:
+    if cfg.beta > 0 and not cfg.eval_only:
         ref = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=half).to(device).eval().requires_grad_(False)
     return policy, sampler, ref
+
+
+def append_jsonl(path: str, records: list[dict]) -> None:
+    with open(path, "a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
 
 
 def train(cfg: Config) -> None:
@@ -358,30 +471,50 @@ def train(cfg: Config) -> None:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     torch.manual_seed(cfg.seed)
-    rows = load_rows(cfg.data)
+    rows = None if cfg.eval_only else load_rows(cfg.data)
+    eval_rows = load_rows(cfg.eval_data) if cfg.eval_data else None
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     policy, sampler, ref = load_models(cfg, device)
+    os.makedirs(cfg.out, exist_ok=True)
+    metrics_file = os.path.join(cfg.out, "metrics.jsonl")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    def run_eval(step: int) -> dict:
+        with autocast:
+            result = evaluate(sampler, tokenizer, eval_rows, cfg, rank, world)
+        if rank == 0:
+            append_jsonl(metrics_file, [{"step": step} | result])
+            tqdm.write(f"eval @ step {step}: " + "  ".join(f"{k[5:]} {v:.3f}" for k, v in result.items()))
+        return result
+
+    before = run_eval(0) if eval_rows else None
+    if cfg.eval_only:
+        return dist.destroy_process_group() if ddp else None
     model = DDP(policy, device_ids=[device.index] if device.type == "cuda" else None) if ddp else policy
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda")
     generator = torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + rank)  # each rank draws its own
-    os.makedirs(cfg.out, exist_ok=True)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    bar = tqdm(range(cfg.steps), disable=rank != 0, desc="grpo")
+    start, after = time.perf_counter(), None
+    bar = tqdm(range(1, cfg.steps + 1), disable=rank != 0, desc="grpo")
     for step in bar:
-        step_rows = rows_for_step(rows, step, cfg.prompts_per_step, cfg.seed, rank, world)
+        step_rows = rows_for_step(rows, step - 1, cfg.prompts_per_step, cfg.seed, rank, world)
         with autocast:
-            metrics = {"step": step + 1} | grpo_step(model, ref, sampler, tokenizer, opt, step_rows, cfg, generator,
-                                                      world)
+            metrics, examples = grpo_step(model, ref, sampler, tokenizer, opt, step_rows, cfg, generator, world)
         if rank == 0:
             bar.set_postfix(reward=f"{metrics['reward']:.3f}", acc=f"{metrics['accuracy']:.3f}")
-            with open(os.path.join(cfg.out, "metrics.jsonl"), "a") as f:
-                f.write(json.dumps(metrics) + "\n")
+            append_jsonl(metrics_file, [{"step": step} | metrics])
+            if cfg.samples_every and step % cfg.samples_every == 0:
+                append_jsonl(os.path.join(cfg.out, "samples.jsonl"), [{"step": step} | e for e in examples])
+        if eval_rows and (step == cfg.steps or cfg.eval_every and step % cfg.eval_every == 0):
+            after = run_eval(step)
     if rank == 0:
         policy.save_pretrained(cfg.out)  # safetensors, loadable with AutoModelForCausalLM.from_pretrained(out)
         tokenizer.save_pretrained(cfg.out)
         with open(os.path.join(cfg.out, "grpo_config.json"), "w") as f:
             json.dump(asdict(cfg), f, indent=1)
+        if before:
+            print_before_after(before, after, cfg.steps, time.perf_counter() - start)
+        plot_curves(cfg.out)
     if ddp:
         dist.destroy_process_group()
 

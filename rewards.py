@@ -80,12 +80,13 @@ def gold_answer(answer: str) -> str:
     return answer.split("####")[-1].strip()
 
 
+def same_answer(predicted: str, gold: str) -> bool:
+    """Numbers compare exactly (as fractions, so 0.75 == 3/4); anything else compares as a stripped string."""
+    got, want = parse_number(predicted), parse_number(gold)
+    return got == want if got is not None and want is not None else predicted.strip() == gold.strip()
+
+
 def accuracy_reward(completion: str, answer: str, **row) -> float:
-    """1 if the `<answer>` block holds the same number as the gold answer (compared exactly, as fractions)."""
+    """1 if the completion's single `<answer>` block holds the gold answer, else 0."""
     predicted = extract_answer(completion)
-    if predicted is None:
-        return 0.0
-    got, want = parse_number(predicted), parse_number(gold_answer(str(answer)))
-    if got is None or want is None:
-        return float(predicted == gold_answer(str(answer)))
-    return float(got == want)
+    return float(predicted is not None and same_answer(predicted, gold_answer(str(answer))))

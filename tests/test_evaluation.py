@@ -1,0 +1,69 @@
+"""Evaluation (greedy pass@1, pass@1 over k samples, cons@k), samples, eval-only mode and the curves plot."""
+import json
+import sys
+
+import pytest
+
+import grpo
+from grpo import RECHECK, majority_vote
+
+
+def answer(x):
+    return f"<think>w</think><answer>{x}</answer>"
+
+
+@pytest.mark.parametrize("completions, gold, expected", [
+    ([answer(5), answer(7), answer(5)], "5", 1.0),
+    ([answer(7), answer(5), answer(7)], "5", 0.0),
+    ([answer("5.0"), answer(7), answer("10/2")], "5", 1.0),  # 5.0 and 10/2 are one answer by value
+    ([answer(7), answer(5)], "5", 0.0),  # a tie goes to the first seen
+    (["no tags", "<think>5</think>"], "5", 0.0),
+    (["no tags", answer(5)], "#### 5", 1.0),  # completions without an answer do not vote
+])
+def test_majority_vote(completions, gold, expected):
+    assert majority_vote(completions, gold) == expected
+
+
+@pytest.mark.parametrize("text, found", [("Wait, 3 * 4 is 12", True), ("let me check: yes", True),
+                                         ("I verify it", True), ("waiter", False), ("12 + 3 = 15", False)])
+def test_recheck_words(text, found):
+    assert bool(RECHECK.search(text)) == found
+
+
+def rows_file(tmp_path, n=4):
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n"
+                            for i in range(n)))
+    return str(path)
+
+
+def test_eval_only_writes_one_eval_line(model_dir, tmp_path):
+    grpo.main(["--model", model_dir, "--eval-only", "--eval-data", rows_file(tmp_path), "--eval-k", "3",
+               "--max-new-tokens", "6", "--out", str(tmp_path / "out")])
+    (line,) = [json.loads(x) for x in open(tmp_path / "out" / "metrics.jsonl")]
+    assert set(line) == {"step", "eval/greedy_pass@1", "eval/pass@1_k3", "eval/cons@3", "eval/format",
+                         "eval/length_mean"}
+    assert line["step"] == 0 and 0 < line["eval/length_mean"] <= 6
+    assert not (tmp_path / "out" / "model.safetensors").exists()  # eval-only writes no checkpoint
+
+
+def test_training_run_writes_samples_evals_and_curves(model_dir, tmp_path, capsys):
+    data = rows_file(tmp_path)
+    grpo.main(["--model", model_dir, "--data", data, "--eval-data", data, "--eval-every", "2", "--eval-k", "2",
+               "--steps", "3", "--G", "2", "--prompts-per-step", "2", "--max-new-tokens", "5",
+               "--samples-every", "2", "--out", str(tmp_path / "out")])
+    lines = [json.loads(x) for x in open(tmp_path / "out" / "metrics.jsonl")]
+    assert [m["step"] for m in lines if "eval/format" in m] == [0, 2, 3]  # before, every 2 steps, after
+    assert all(0 <= m["recheck"] <= 1 for m in lines if "reward" in m)
+    samples = [json.loads(x) for x in open(tmp_path / "out" / "samples.jsonl")]
+    assert {s["step"] for s in samples} == {2} and {"prompt", "completion", "reward", "answer"} <= set(samples[0])
+    assert (tmp_path / "out" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "before   after" in capsys.readouterr().out
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "reward": 0.5, "accuracy": 0.2,
+                                                        "length_mean": 9.0}) + "\n")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
+    grpo.plot_curves(str(tmp_path))
+    assert "pip install matplotlib" in capsys.readouterr().out and not (tmp_path / "curves.png").exists()
