@@ -30,7 +30,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rewards import accuracy_reward, extract_answer, format_reward, gold_answer, parse_number, r1_zero_prompt, same_answer
+from rewards import (accuracy_reward, extract_answer, format_reward, gold_answer, parse_number, r1_zero_prompt,
+                     same_answer)
 from sample import left_pad, position_ids, sample
 
 # ----------------------------------------------------------------------------------------------------- config
@@ -130,8 +131,8 @@ def load_rows(path: str, required=("prompt", "answer")) -> list[dict]:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict) or any(k not in row for k in required):
-                missing = [k for k in required if not isinstance(row, dict) or k not in row]
+            missing = [k for k in required if k not in row] if isinstance(row, dict) else list(required)
+            if missing:
                 raise DataError(f"{path}:{n}: missing field(s) {', '.join(missing)}")
             rows.append(row)
     if not rows:

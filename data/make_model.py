@@ -20,13 +20,13 @@ import time
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from rewards import r1_zero_prompt  # noqa: E402
 
-SEED, TEST_SIZE = 0, 200
+SEED, TEST_SIZE, VOCAB = 0, 200, 512
 EOS = "<|endoftext|>"
 TAGS = ["<think>", "</think>", "<answer>", "</answer>"]
 STYLES = {"careful": 0.30, "left_to_right": 0.45, "guess": 0.25}
@@ -74,13 +74,21 @@ def corpus(train, rng) -> list[tuple[str, str]]:
     return pairs
 
 
-def make_tokenizer(texts) -> PreTrainedTokenizerFast:
-    """Whole words and whole numbers as tokens; the R1-Zero tags as single (not special) tokens."""
-    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.add_tokens(TAGS)
-    tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=[EOS, "<unk>"]))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS, unk_token="<unk>")
+def make_tokenizer(texts) -> Qwen2Tokenizer:
+    """A Qwen2-style byte-level BPE, its merges learnt from the corpus; the R1-Zero tags as single tokens.
+
+    It has to be Qwen2's own kind: for a qwen2 model, transformers 5 rebuilds the tokenizer as Qwen2Tokenizer
+    from vocab and merges, whatever tokenizer.json says.
+    """
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = Qwen2Tokenizer(vocab={EOS: 0}, merges=[]).backend_tokenizer.pre_tokenizer
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=[EOS] + TAGS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(texts, trainer)
+    merges = [tuple(pair) for pair in json.loads(bpe.to_str())["model"]["merges"]]
+    tokenizer = Qwen2Tokenizer(vocab=bpe.get_vocab(), merges=merges, eos_token=EOS, pad_token=EOS, unk_token=None)
+    tokenizer.add_tokens(TAGS)
+    return tokenizer
 
 
 def pretrain(model, sequences, steps: int, batch: int, lr: float, pad: int) -> None:

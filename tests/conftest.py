@@ -1,23 +1,20 @@
-"""Tiny models and a character-level tokenizer, made in-process: the tests never download anything."""
-import string
-
+"""Tiny models and a byte-level tokenizer, made in-process: the tests never download anything."""
 import pytest
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from tokenizers import pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
 
-SPECIALS = ["<pad>", "<eos>", "<think>", "</think>", "<answer>", "</answer>"]
+TAGS = ["<think>", "</think>", "<answer>", "</answer>"]
 
 
-def char_tokenizer() -> PreTrainedTokenizerFast:
-    """One token per printable ASCII character, plus the R1-Zero tags and pad/eos as single tokens."""
-    vocab = {t: i for i, t in enumerate(SPECIALS + list(string.printable))}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    tok.add_special_tokens(SPECIALS[:2])
-    tok.add_tokens(SPECIALS[2:])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
+def char_tokenizer() -> Qwen2Tokenizer:
+    """A Qwen2 byte-level tokenizer with no merges (one token per byte), <|endoftext|> as EOS and pad, and the
+    R1-Zero tags as single tokens. Qwen2's own kind, because transformers 5 rebuilds a qwen2 checkpoint's
+    tokenizer as Qwen2Tokenizer from its vocab and merges."""
+    vocab = {t: i for i, t in enumerate(["<|endoftext|>"] + sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=None)
+    tokenizer.add_tokens(TAGS)
+    return tokenizer
 
 
 def tiny_model(arch: str = "qwen2", vocab_size: int = 128, seed: int = 0):
@@ -25,7 +22,7 @@ def tiny_model(arch: str = "qwen2", vocab_size: int = 128, seed: int = 0):
     torch.manual_seed(seed)
     common = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                  pad_token_id=0, eos_token_id=1, bos_token_id=1, tie_word_embeddings=True)
+                  pad_token_id=0, eos_token_id=0, bos_token_id=None, tie_word_embeddings=True)
     config = Qwen2Config(**common) if arch == "qwen2" else LlamaConfig(**common)
     model = (Qwen2ForCausalLM if arch == "qwen2" else LlamaForCausalLM)(config)
     return model.float().eval()
