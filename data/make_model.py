@@ -1,9 +1,9 @@
-"""Build the shipped task and small base model: `python data/make_model.py` (seeded; about 10 minutes on 2 CPU cores).
+"""Build the shipped task and small base model: `python data/make_model.py` (seeded; about 15 minutes on 2 CPU cores).
 
 The task: "What is a + b * c?" (a in 1..19, b and c in 2..9), where operator precedence matters. It is split
 into data/train.jsonl and a held-out data/test.jsonl with no question in both.
 
-The base model: a 4-layer Qwen2 (about 1M parameters) with a word-level tokenizer, pretrained by plain
+The base model: a 4-layer Qwen2 (about 1M parameters) with a small byte-level BPE tokenizer, pretrained by plain
 next-token prediction on the R1-Zero template filled with arithmetic questions and worked answers:
 - one-step questions ("What is 7 + 36?", "What is 4 * 9?"), always worked correctly, to teach the facts;
 - training-split two-step questions, worked in one of three styles, as a mixed-quality corpus would be:
@@ -116,7 +116,7 @@ def pretrain(model, sequences, steps: int, batch: int, lr: float, pad: int) -> N
     model.eval()
 
 
-def main(steps: int = 3000) -> None:
+def main(steps: int = 1500) -> None:
     rng = random.Random(SEED)
     torch.manual_seed(SEED)
     train, test = split(two_step_questions(), rng)
