@@ -73,7 +73,7 @@ class Config:
 # a laptop CPU; these settings suit that model (a 1M-parameter model wants a far larger step than 3e-6), and
 # any flag given on the command line still wins.
 SHIPPED = dict(model="data/model", data="data/train.jsonl", eval_data="data/test.jsonl", G=8, prompts_per_step=8,
-               max_new_tokens=48, lr=1e-3, beta=0.0, steps=40, eval_every=10, samples_every=5)
+               max_new_tokens=64, lr=1e-4, steps=60, eval_every=10, samples_every=10)
 
 
 POSITIVE = ("G", "prompts_per_step", "max_new_tokens", "temperature", "mu", "lr", "max_grad_norm", "micro_batch",
@@ -463,6 +463,15 @@ def append_jsonl(path: str, records: list[dict]) -> None:
         f.writelines(json.dumps(r) + "\n" for r in records)
 
 
+def keep_previous_logs(out: str) -> None:
+    """A new run into an old OUT starts fresh logs (so the curves are this run's) and keeps the old ones as *.prev."""
+    for name in ("metrics.jsonl", "samples.jsonl"):
+        path = os.path.join(out, name)
+        if os.path.exists(path):
+            os.replace(path, path + ".prev")
+            print(f"{path} exists from an earlier run: moved to {path}.prev")
+
+
 def train(cfg: Config) -> None:
     ddp = "RANK" in os.environ
     if ddp:
@@ -478,6 +487,8 @@ def train(cfg: Config) -> None:
     policy, sampler, ref = load_models(cfg, device)
     os.makedirs(cfg.out, exist_ok=True)
     metrics_file = os.path.join(cfg.out, "metrics.jsonl")
+    if rank == 0:
+        keep_previous_logs(cfg.out)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     def run_eval(step: int) -> dict:

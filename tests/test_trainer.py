@@ -104,6 +104,15 @@ def test_cli_runs_two_steps_and_writes_metrics_and_checkpoint(model_dir, tmp_pat
     check_run(tmp_path / "out", model_dir)
 
 
+def test_a_new_run_into_an_old_out_starts_fresh_logs_and_keeps_the_old(model_dir, tmp_path):
+    data = write_rows(tmp_path / "train.jsonl", ARITHMETIC)
+    grpo.main(cli_args(model_dir, data, tmp_path / "out"))
+    first = (tmp_path / "out" / "metrics.jsonl").read_text()
+    grpo.main(cli_args(model_dir, data, tmp_path / "out"))
+    check_run(tmp_path / "out", model_dir)
+    assert (tmp_path / "out" / "metrics.jsonl.prev").read_text() == first
+
+
 @pytest.mark.slow
 def test_cli_runs_under_torchrun(model_dir, tmp_path):
     data = write_rows(tmp_path / "train.jsonl", ARITHMETIC)
