@@ -52,21 +52,32 @@ def unbox(text: str) -> str:
 
 
 # A number: optional sign, digits with optional thousands separators and decimals, optionally "/ number";
-# then at most a unit made of letters (no digits, so "42 or 43" is not read as 42).
+# then at most a unit of up to three words made of letters ("12 cm", "18 square feet", "60 km/h").
 NUMBER = re.compile(
-    r"(?P<num>-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+)"
+    r"(?P<num>[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+)"
     r"(?:\s*/\s*(?P<den>-?\d+(?:\.\d+)?))?"
-    r"\s*(?:[A-Za-z°µ][A-Za-z°µ./ ]*)?"
+    r"(?:\s*(?P<unit>[A-Za-z°µ]+(?:\s*[./]?\s*[A-Za-z°µ]+){0,2}))?"
 )
+# Words after a number that change or hedge it: "5 or 6", "5 and a half", "3 million" are not the number 5 or 3.
+NOT_A_UNIT = {"or", "and", "to", "plus", "minus", "times", "half", "quarter", "third", "dozen", "hundred",
+              "thousand", "million", "billion", "trillion", "more", "less", "over", "under", "about", "approximately"}
+
+
+def plain(text: str) -> str:
+    r"""LaTeX and currency dressing removed: `\frac{3}{4}` -> `3/4`, `\text{ cm}` -> ` cm`, `$`, `%`, `^\circ`,
+    Unicode minus, and one pair of enclosing parentheses, so that `(5)` is 5 but `2(3)` stays unreadable."""
+    text = unbox(text).strip().replace("\u2212", "-")
+    text = re.sub(r"\\[dt]?frac(\d)(\d)", r"\1/\2", text)  # \frac12
+    text = re.sub(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}", r"\1/\2", text)
+    text = re.sub(r"\\(?:text|mathrm|mbox)\{([^{}]*)\}", r" \1", text)
+    text = re.sub(r"\^\{?\\circ\}?|\\left|\\right|\\[$%!,]|[$%]", "", text).strip().rstrip(".").strip()
+    return text[1:-1].strip() if re.fullmatch(r"\([^()]*\)", text) else text
 
 
 def parse_number(text: str) -> Fraction | None:
     r"""An exact number from an answer string: `1,234`, `-0.5`, `3/4`, `\frac{3}{4}`, `\boxed{7}`, `$5`, `12 cm`."""
-    text = unbox(text).strip()
-    text = re.sub(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}", r"(\1)/(\2)", text)
-    text = re.sub(r"\\[$%]|[$()%]|\\!|\\,", "", text).strip().rstrip(".").strip()
-    match = NUMBER.fullmatch(text)
-    if match is None:
+    match = NUMBER.fullmatch(plain(text))
+    if match is None or NOT_A_UNIT & set(re.split(r"[\s./]+", (match["unit"] or "").lower())):
         return None
     value = Fraction(match["num"].replace(",", ""))
     if match["den"] is not None:
@@ -81,9 +92,12 @@ def gold_answer(answer: str) -> str:
 
 
 def same_answer(predicted: str, gold: str) -> bool:
-    """Numbers compare exactly (as fractions, so 0.75 == 3/4); anything else compares as a stripped string."""
+    r"""Numbers compare exactly (as fractions, so 0.75 == 3/4); anything else as text without LaTeX dressing or
+    spaces (so `\boxed{x + 1}` matches `x+1`)."""
     got, want = parse_number(predicted), parse_number(gold)
-    return got == want if got is not None and want is not None else predicted.strip() == gold.strip()
+    if got is not None and want is not None:
+        return got == want
+    return re.sub(r"\s+", "", plain(predicted)) == re.sub(r"\s+", "", plain(gold))
 
 
 def accuracy_reward(completion: str, answer: str, **row) -> float:

@@ -31,13 +31,15 @@ def test_format_reward(completion, expected):
     ("42", 42), ("-7", -7), ("1,234,567", 1234567), ("3.25", 3.25), ("-0.5", -0.5), (".5", 0.5),
     ("3/4", 0.75), ("\\frac{3}{4}", 0.75), ("-\\frac{1}{2}", -0.5), ("\\dfrac{6}{4}", 1.5),
     ("\\boxed{17}", 17), ("\\boxed{\\frac{1}{3}}", 1 / 3), ("$1,200", 1200), ("\\$5", 5), ("50%", 50),
-    ("12 cm", 12), ("7 apples.", 7), ("007", 7),
+    ("12 cm", 12), ("7 apples.", 7), ("007", 7), ("18 square feet", 18), ("60 km/h", 60), ("12\\text{ cm}", 12),
+    ("(5)", 5), ("\\left(5\\right)", 5), ("\u22123", -3), ("+5", 5), ("\\frac12", 0.5), ("30^\\circ", 30),
 ])
 def test_parse_number(text, value):
     assert float(parse_number(text)) == pytest.approx(value, rel=1e-12)
 
 
-@pytest.mark.parametrize("text", ["", "seven", "42 or 43", "1/0", "2, 3"])
+@pytest.mark.parametrize("text", ["", "seven", "42 or 43", "1/0", "2, 3", "5 or six", "5 and a half", "3 million",
+                                  "1.5 million", "5 or more", "2(3)", "(2)(3)", "\\frac{1+2}{3}"])
 def test_parse_number_refuses_what_is_not_one_number(text):
     assert parse_number(text) is None
 
@@ -56,7 +58,9 @@ def answer(x):
     (answer("72 or 73"), "72", 0.0),
     ("<think>the answer is 72</think>", "72", 0.0),  # nothing in <answer>
     (answer("72") + answer("72"), "72", 0.0),  # two answers: no credit
-    (answer("x + 1"), "x + 1", 1.0),  # non-numeric gold: exact string match
+    (answer("x + 1"), "x + 1", 1.0),  # non-numeric gold: compared as text, without spaces or LaTeX dressing
+    (answer("\\boxed{x+1}"), "x + 1", 1.0),
+    (answer("x + 2"), "x + 1", 0.0),
 ])
 def test_accuracy_reward(completion, gold, expected):
     assert accuracy_reward(completion, answer=gold, prompt="ignored") == expected
