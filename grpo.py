@@ -6,7 +6,7 @@
     torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 grpo.py ...
 
 Per step, for each question q: sample G answers o_1..o_G from pi_old, score them with rule-based rewards r_i,
-set A_i = (r_i - mean(r)) / std(r), and take mu optimiser steps on
+set A_i = (r_i - mean(r)) / (std(r) + 1e-4), and take mu optimiser steps on
 
     J(theta) = 1/G sum_i 1/|o_i| sum_t [ min(rho_it A_i, clip(rho_it, 1-eps, 1+eps) A_i) - beta D_KL(pi_theta||pi_ref) ]
 
@@ -15,9 +15,11 @@ data, the equations, the step, the loop, main.
 """
 import argparse
 import copy
+import inspect
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -27,6 +29,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -39,7 +42,7 @@ from sample import left_pad, position_ids, sample
 
 @dataclass
 class Config:
-    model: str = "data/model"  # Hugging Face id or local directory; without --model, see SHIPPED below
+    model: str = "data/model"  # Hugging Face id or local directory (without --model: the shipped one, see SHIPPED)
     data: str = "data/train.jsonl"  # JSONL rows with at least "prompt" and "answer"
     out: str = "out"  # metrics.jsonl and the final checkpoint go here
     G: int = 16  # answers sampled per question (R1-Zero: 16)
@@ -54,7 +57,9 @@ class Config:
     lr: float = 3e-6  # AdamW learning rate (R1-Zero: 3e-6)
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0  # clip the global gradient norm to this
-    micro_batch: int = 8  # completions per forward/backward pass
+    micro_batch: int = 8  # completions per forward/backward pass of the loss
+    logprob_micro_batch: int = 16  # completions per no-grad pass for pi_ref and pi_old log-probs
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, about 1/3 more compute
     loss_agg: str = "grpo"  # grpo (paper), token_mean (DAPO), dr_grpo (Dr. GRPO)
     accuracy_weight: float = 1.0  # r = w_acc * accuracy + w_fmt * format (R1-Zero sums the two)
     format_weight: float = 1.0
@@ -67,28 +72,35 @@ class Config:
     eval_top_p: float = 0.95
     eval_only: bool = False  # evaluate --model on --eval-data, then stop
     samples_every: int = 10  # every N steps, append a few prompt/completion/reward triples to OUT/samples.jsonl
+    save_every: int = 100  # every N steps, write OUT/checkpoint-STEP (weights, optimiser, RNG states); 0: never
+    keep: int = 2  # how many of the latest checkpoints to keep
+    resume: str | None = None  # a checkpoint directory, or an OUT holding some (the latest is taken), to continue
 
 
 # With no --model, `python grpo.py` trains the small model shipped in data/ on its arithmetic task, in minutes on
 # a laptop CPU; these settings suit that model (a 1M-parameter model wants a far larger step than 3e-6), and
 # any flag given on the command line still wins.
-SHIPPED = dict(model="data/model", data="data/train.jsonl", eval_data="data/test.jsonl", G=8, prompts_per_step=8,
-               max_new_tokens=64, lr=1e-4, steps=60, eval_every=10, samples_every=10)
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+SHIPPED = dict(model=os.path.join(DATA, "model"), data=os.path.join(DATA, "train.jsonl"),
+               eval_data=os.path.join(DATA, "test.jsonl"), G=8, prompts_per_step=8, max_new_tokens=64, lr=1e-4, steps=60, eval_every=10, samples_every=10)
 
 
 POSITIVE = ("G", "prompts_per_step", "max_new_tokens", "temperature", "mu", "lr", "max_grad_norm", "micro_batch",
-            "steps", "eval_k", "eval_temperature")
+            "logprob_micro_batch", "steps", "eval_k", "eval_temperature", "keep")
 NON_NEGATIVE = ("beta", "epsilon", "epsilon_high", "weight_decay", "accuracy_weight", "format_weight", "eval_every",
-                "samples_every")
+                "samples_every", "save_every")
 
 
 def parse_config(argv=None) -> Config:
     """Config from the command line: one flag per field, with the field's default; bad values name their flag."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    comments = dict(re.findall(r"^    (\w+):[^#\n]*#\s*(.+)$", inspect.getsource(Config), re.M))  # the help texts
     for f in fields(Config):
         kind = {bool: dict(action=argparse.BooleanOptionalAction), float | None: dict(type=float),
                 str | None: dict(type=str)}.get(f.type, dict(type=f.type))
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=f.default, **kind,
+                            help=comments.get(f.name, "").replace("%", "%%"),
                             **({"choices": LOSS_AGG} if f.name == "loss_agg" else {}))
     argv = sys.argv[1:] if argv is None else argv
     if not any(a == "--model" or a.startswith("--model=") for a in argv):
@@ -96,8 +108,10 @@ def parse_config(argv=None) -> Config:
     cfg = Config(**vars(parser.parse_args(argv)))
     for name in POSITIVE + NON_NEGATIVE:
         value = getattr(cfg, name)
-        if value is not None and (value <= 0 if name in POSITIVE else value < 0):
+        if value is not None and not (value > 0 if name in POSITIVE else value >= 0):  # NaN fails too
             parser.error(f"--{name.replace('_', '-')} must be {'> 0' if name in POSITIVE else '>= 0'}, got {value}")
+    if not cfg.epsilon < 1:
+        parser.error(f"--epsilon must be below 1 (the ratio is clipped to [1 - eps, 1 + eps]), got {cfg.epsilon}")
     if cfg.G < 2:
         parser.error(f"--G must be at least 2 (advantages are relative to the group), got {cfg.G}")
     for name in ("top_p", "eval_top_p"):
@@ -105,6 +119,11 @@ def parse_config(argv=None) -> Config:
             parser.error(f"--{name.replace('_', '-')} must be in (0, 1], got {getattr(cfg, name)}")
     if cfg.eval_only and not cfg.eval_data:
         parser.error("--eval-only needs --eval-data")
+    if cfg.resume:
+        found = [cfg.resume] if os.path.isfile(os.path.join(cfg.resume, STATE)) else checkpoints(cfg.resume)
+        if not found:
+            parser.error(f"--resume {cfg.resume}: no checkpoint there (a checkpoint-STEP directory with {STATE})")
+        cfg.resume = found[-1]
     world = int(os.environ.get("WORLD_SIZE", 1))
     if cfg.prompts_per_step % world:
         parser.error(f"--prompts-per-step ({cfg.prompts_per_step}) must be a multiple of the {world} ranks")
@@ -123,17 +142,25 @@ def load_rows(path: str, required=("prompt", "answer")) -> list[dict]:
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
             try:
-                row = json.loads(line)
+                row = json.loads(raw.decode("utf-8")) if raw.strip() else None
+            except UnicodeDecodeError:
+                raise DataError(f"{path}:{n}: not UTF-8 text") from None
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            missing = [k for k in required if k not in row] if isinstance(row, dict) else list(required)
+            if row is None:
+                continue
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{n}: expected a JSON object with {', '.join(required)}")
+            missing = [k for k in required if k not in row]
             if missing:
                 raise DataError(f"{path}:{n}: missing field(s) {', '.join(missing)}")
+            if not isinstance(row["prompt"], str) or not row["prompt"].strip():
+                raise DataError(f"{path}:{n}: prompt must be a non-empty string")
+            if isinstance(row["answer"], bool) or not isinstance(row["answer"], (str, int, float)):
+                raise DataError(f"{path}:{n}: answer must be a string or a number, got {json.dumps(row['answer'])}")
             rows.append(row)
     if not rows:
         raise DataError(f"{path}: no rows")
@@ -142,21 +169,29 @@ def load_rows(path: str, required=("prompt", "answer")) -> list[dict]:
 
 def rows_for_step(rows: list[dict], step: int, n: int, seed: int, rank: int, world: int) -> list[dict]:
     """This rank's share of the step's n questions, read in a fresh seeded order each epoch (stateless, so resumable)."""
-    picked = []
+    picked, orders = [], {}
     for i in range(step * n + rank * n // world, step * n + (rank + 1) * n // world):
         epoch, pos = divmod(i, len(rows))
-        order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed + epoch))
-        picked.append(rows[order[pos]])
+        if epoch not in orders:
+            orders[epoch] = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        picked.append(rows[orders[epoch][pos]])
     return picked
 
 
 # -------------------------------------------------------------------------------------------------- equations
 
 
+def row_logprobs(z: torch.Tensor, o: torch.Tensor, T: float) -> torch.Tensor:
+    """log pi(o_t | q, o_<t) = log_softmax(z_t / T)[o_t] for one completion: logits z (C, V), tokens o (C,)."""
+    return F.log_softmax(z.float() / T, dim=-1).gather(-1, o[:, None]).squeeze(-1)
+
+
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, T: float) -> torch.Tensor:
-    """log pi(o_t | q, o_<t) = log_softmax(z_t / T)[o_t], one row at a time so no batch of float32 logits exists."""
-    return torch.stack([F.log_softmax(z.float() / T, dim=-1).gather(-1, o[:, None]).squeeze(-1)
-                        for z, o in zip(logits, tokens)])
+    """row_logprobs of each row in turn, so float32 full-vocabulary log-probs exist for one row at a time: under
+    autograd each row is checkpointed (recomputed in backward) instead of keeping its (C, V) float32 for backward."""
+    if not (torch.is_grad_enabled() and logits.requires_grad):
+        return torch.stack([row_logprobs(z, o, T) for z, o in zip(logits, tokens)])
+    return torch.stack([checkpoint(row_logprobs, z, o, T, use_reentrant=False) for z, o in zip(logits, tokens)])
 
 
 def group_advantages(r: torch.Tensor, G: int, eps: float = 1e-4) -> torch.Tensor:
@@ -189,7 +224,7 @@ def masked_aggregate(loss, mask, agg: str = "grpo", num_seqs=None, num_tokens=No
     """Mean of per-token losses over the batch; pass the global counts and a micro-batch returns its share.
 
     grpo (DeepSeekMath): 1/G sum_i 1/|o_i| sum_t l_it.  token_mean (DAPO): sum_it l_it / sum_i |o_i|.
-    dr_grpo (Dr. GRPO): sum_it l_it / (G * max_len).
+    dr_grpo (Dr. GRPO): sum_it l_it / (G * max_len), max_len a constant: the trainer passes the completion budget.
     """
     num_seqs = loss.shape[0] if num_seqs is None else num_seqs
     if agg == "grpo":
@@ -259,7 +294,7 @@ def rollout(sampler, tokenizer, rows, cfg: Config, generator, device):
 @torch.no_grad()
 def batch_logprobs(model, batch: Batch, cfg: Config) -> torch.Tensor:
     """log pi for every completion token of the batch, micro-batch by micro-batch (pi_old or pi_ref)."""
-    C, mb = batch.mask.shape[1], cfg.micro_batch
+    C, mb = batch.mask.shape[1], cfg.logprob_micro_batch
     return torch.cat([completion_logprobs(model, batch.ids[i:i + mb], batch.attention_mask[i:i + mb], C,
                                           cfg.temperature) for i in range(0, len(batch.ids), mb)])
 
@@ -279,7 +314,7 @@ def policy_update(model, opt, batch: Batch, cfg: Config, world: int) -> dict[str
             ref = None if batch.ref_logp is None else batch.ref_logp[rows]
             mask, A = batch.mask[rows], batch.A[rows]
             loss = masked_aggregate(per_token_loss(logp, old, ref, A, cfg.beta, cfg.epsilon, eps_high), mask,
-                                    cfg.loss_agg, **norm)
+                                    cfg.loss_agg, **norm, max_len=cfg.max_new_tokens)
             (loss * world).backward()  # DDP averages gradients over ranks; each rank's loss is its share of the sum
         with torch.no_grad():
             rho = torch.exp(logp - old)
@@ -296,12 +331,17 @@ def policy_update(model, opt, batch: Batch, cfg: Config, world: int) -> dict[str
 
 
 def global_counts(mask: torch.Tensor, world: int) -> dict:
-    """Sequences, completion tokens and longest completion of the whole batch, summed over ranks."""
-    counts = torch.tensor([mask.shape[0], mask.sum(), mask.sum(-1).max()], device=mask.device, dtype=torch.float64)
+    """Sequences and completion tokens of the whole batch, summed over ranks."""
+    counts = torch.tensor([mask.shape[0], mask.sum()], device=mask.device, dtype=torch.float64)
     if world > 1:
-        dist.all_reduce(counts[:2])
-        dist.all_reduce(counts[2:], op=dist.ReduceOp.MAX)
-    return {"num_seqs": counts[0].item(), "num_tokens": counts[1].item(), "max_len": counts[2].item()}
+        dist.all_reduce(counts)
+    return {"num_seqs": counts[0].item(), "num_tokens": counts[1].item()}
+
+
+def sync_sampler(sampler, policy) -> None:
+    """Copy pi_theta's weights into the sampler where it is a separate copy (bf16 on CUDA), cast to its dtype."""
+    if sampler is not policy:
+        sampler.load_state_dict(policy.state_dict())
 
 
 # The R1 paper's "aha moment": the model stops to re-check its work. We count how often completions say so.
@@ -312,8 +352,7 @@ def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator,
     """Sample, score, compute advantages, then mu optimiser steps; returns metrics and a few examples."""
     device, policy = batch_device(model), unwrap(model)
     t0 = time.perf_counter()
-    if sampler is not policy:
-        sampler.load_state_dict(policy.state_dict())  # pi_old = pi_theta, cast to the sampler's bf16 weights
+    sync_sampler(sampler, policy)  # pi_old = pi_theta
     batch, texts, s = rollout(sampler, tokenizer, rows, cfg, generator, device)
     r = score(texts, rows, cfg.G, cfg)
     batch.A = group_advantages(r["reward"], cfg.G).to(device)
@@ -333,8 +372,8 @@ def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator,
                "recheck": sum(bool(RECHECK.search(t)) for t in texts) / len(texts)}
     metrics = reduce_over_ranks(metrics, world) | update
     metrics |= {"lr": opt.param_groups[0]["lr"], "time_sample": t1 - t0, "time_train": time.perf_counter() - t1}
-    examples = [{"prompt": rows[i // cfg.G]["prompt"], "answer": rows[i // cfg.G]["answer"], "completion": texts[i],
-                 "reward": r["reward"][i].item()} for i in range(min(4, len(texts)))]
+    examples = [{"prompt": rows[b]["prompt"], "answer": rows[b]["answer"], "completion": texts[b * cfg.G],
+                 "reward": r["reward"][b * cfg.G].item()} for b in range(min(4, len(rows)))]  # one per question
     return metrics, examples
 
 
@@ -446,16 +485,109 @@ def reduce_over_ranks(metrics: dict[str, float], world: int) -> dict[str, float]
     return {k: next(maxes) if k.endswith("_max") else next(values) for k in keys}
 
 
+def pretrained(cls, path: str, flag: str, **kwargs):
+    """cls.from_pretrained(path), a failure reported against the flag that named the path."""
+    if path.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(path)):
+        raise SystemExit(f"grpo.py: error: {flag} {path}: no such directory")
+    try:
+        return cls.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"grpo.py: error: {flag} {path}: {e}") from None
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """Recompute each decoder layer in backward instead of storing its activations. transformers checkpoints a
+    layer only while that layer is in training mode, so training mode is switched on for the layers alone: the
+    dropout inside them stays off, and the pi_theta that is differentiated is still the one that sampled."""
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    for layer in model.modules():
+        if getattr(layer, "gradient_checkpointing", False):
+            layer.training = True
+
+
 def load_models(cfg: Config, device: torch.device):
     """pi_theta in float32 (trained); on CUDA a bf16 copy samples and pi_ref is bf16; pi_ref only when beta > 0."""
     half = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     # Dropout stays off (eval mode) throughout: the pi_theta we differentiate is the function that sampled.
-    policy = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32).to(device).eval()
-    sampler = copy.deepcopy(policy).to(half).eval().requires_grad_(False) if half != torch.float32 else policy
+    policy = pretrained(AutoModelForCausalLM, cfg.resume or cfg.model, "--resume" if cfg.resume else "--model",
+                        dtype=torch.float32).to(device).eval()
+    separate = half != torch.float32 or cfg.gradient_checkpointing  # a checkpointed layer would drop the KV cache
+    sampler = copy.deepcopy(policy).to(half).eval().requires_grad_(False) if separate else policy
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(policy)
     ref = None
     if cfg.beta > 0 and not cfg.eval_only:
-        ref = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=half).to(device).eval().requires_grad_(False)
+        ref = pretrained(AutoModelForCausalLM, cfg.model, "--model", dtype=half).to(device).eval().requires_grad_(False)
     return policy, sampler, ref
+
+
+STATE = "trainer_state.pt"  # in each checkpoint, beside the weights: optimiser, step, RNG states, config
+
+
+def checkpoints(out: str) -> list[str]:
+    """The complete checkpoints in OUT, oldest first."""
+    found = [m for m in map(re.compile(r"checkpoint-(\d+)").fullmatch, os.listdir(out) if os.path.isdir(out) else [])
+             if m and os.path.isfile(os.path.join(out, m.group(0), STATE))]
+    return [os.path.join(out, m.group(0)) for m in sorted(found, key=lambda m: int(m.group(1)))]
+
+
+def save_checkpoint(cfg: Config, step: int, policy, tokenizer, opt, generator_states: list) -> None:
+    """OUT/checkpoint-STEP: weights in from_pretrained layout, tokenizer, and the trainer state (optimiser, step,
+    every rank's sampling RNG; the data position follows from the step). Written to a temporary directory and
+    renamed into place, so a crash or kill during the save leaves the earlier checkpoints whole. Keeps the last K."""
+    path = os.path.join(cfg.out, f"checkpoint-{step}")
+    tmp = path + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    torch.save({"step": step, "questions_seen": step * cfg.prompts_per_step, "optimizer": opt.state_dict(),
+                "generators": generator_states, "torch_rng": torch.get_rng_state(), "config": asdict(cfg)},
+               os.path.join(tmp, STATE))
+    if os.path.isdir(path):  # this step was saved before, by the run this one resumed
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    for old in checkpoints(cfg.out)[:-cfg.keep]:
+        shutil.rmtree(old)
+
+
+def generator_states(generator: torch.Generator, world: int) -> list[torch.Tensor]:
+    """Every rank's sampling RNG state, gathered for rank 0 to save."""
+    if world == 1:
+        return [generator.get_state()]
+    states = [None] * world
+    dist.all_gather_object(states, generator.get_state())
+    return states
+
+
+def load_trainer_state(path: str, opt, generator, rank: int, world: int) -> int:
+    """Restore the optimiser and this rank's RNG from a checkpoint; the step it was saved at."""
+    state = torch.load(os.path.join(path, STATE), weights_only=True)
+    if len(state["generators"]) != world:
+        raise SystemExit(f"grpo.py: error: {path} was saved by {len(state['generators'])} ranks; resume it with as "
+                         f"many (this run has {world}) so every rank draws what it would have drawn")
+    opt.load_state_dict(state["optimizer"])
+    generator.set_state(state["generators"][rank])
+    torch.set_rng_state(state["torch_rng"])
+    return state["step"]
+
+
+def truncate_logs(out: str, step: int) -> None:
+    """On resume, drop log lines of steps after the checkpoint: they will be written again."""
+    for name in ("metrics.jsonl", "samples.jsonl"):
+        path = os.path.join(out, name)
+        if os.path.exists(path):
+            kept = [line for line in open(path) if json.loads(line)["step"] <= step]
+            with open(path, "w") as f:
+                f.writelines(kept)
+
+
+def first_eval(metrics_file: str) -> dict | None:
+    """The step-0 evaluation of a run that is being resumed, for its before/after table."""
+    if os.path.exists(metrics_file):
+        for record in map(json.loads, open(metrics_file)):
+            if record["step"] == 0 and "eval/format" in record:
+                return {k: v for k, v in record.items() if k.startswith("eval/")}
+    return None
 
 
 def append_jsonl(path: str, records: list[dict]) -> None:
@@ -464,12 +596,13 @@ def append_jsonl(path: str, records: list[dict]) -> None:
 
 
 def keep_previous_logs(out: str) -> None:
-    """A new run into an old OUT starts fresh logs (so the curves are this run's) and keeps the old ones as *.prev."""
+    """A new run into an old OUT starts fresh logs (so the curves are this run's); the old ones become *.1, *.2..."""
     for name in ("metrics.jsonl", "samples.jsonl"):
         path = os.path.join(out, name)
         if os.path.exists(path):
-            os.replace(path, path + ".prev")
-            print(f"{path} exists from an earlier run: moved to {path}.prev")
+            n = next(n for n in range(1, 10**6) if not os.path.exists(f"{path}.{n}"))
+            os.replace(path, f"{path}.{n}")
+            print(f"{path} exists from an earlier run: moved to {path}.{n}")
 
 
 def train(cfg: Config) -> None:
@@ -483,35 +616,47 @@ def train(cfg: Config) -> None:
     torch.manual_seed(cfg.seed)
     rows = None if cfg.eval_only else load_rows(cfg.data)
     eval_rows = load_rows(cfg.eval_data) if cfg.eval_data else None
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    tokenizer = pretrained(AutoTokenizer, cfg.model, "--model")
     policy, sampler, ref = load_models(cfg, device)
     os.makedirs(cfg.out, exist_ok=True)
-    metrics_file = os.path.join(cfg.out, "metrics.jsonl")
-    if rank == 0:
+    metrics_file = os.path.join(cfg.out, "eval.jsonl" if cfg.eval_only else "metrics.jsonl")  # eval-only appends
+    if rank == 0 and not cfg.resume and not cfg.eval_only:
         keep_previous_logs(cfg.out)
+        with open(os.path.join(cfg.out, "grpo_config.json"), "w") as f:
+            json.dump(asdict(cfg), f, indent=1)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     def run_eval(step: int) -> dict:
+        sync_sampler(sampler, policy)
         with autocast:
             result = evaluate(sampler, tokenizer, eval_rows, cfg, rank, world)
         if rank == 0:
-            append_jsonl(metrics_file, [{"step": step} | result])
+            append_jsonl(metrics_file, [{"step": step} | ({"model": cfg.model} if cfg.eval_only else {}) | result])
             tqdm.write(f"eval @ step {step}: " + "  ".join(f"{k[5:]} {v:.3f}" for k, v in result.items()))
         return result
 
-    before = run_eval(0) if eval_rows else None
     if cfg.eval_only:
+        run_eval(0)
         return dist.destroy_process_group() if ddp else None
     model = DDP(policy, device_ids=[device.index] if device.type == "cuda" else None) if ddp else policy
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda")
     generator = torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + rank)  # each rank draws its own
+    done = load_trainer_state(cfg.resume, opt, generator, rank, world) if cfg.resume else 0
+    if done and rank == 0:
+        truncate_logs(cfg.out, done)
+        print(f"resuming from {cfg.resume} after step {done}")
+    before = first_eval(metrics_file) if done else run_eval(0) if eval_rows else None
     start, after = time.perf_counter(), None
-    bar = tqdm(range(1, cfg.steps + 1), disable=rank != 0, desc="grpo")
+    bar = tqdm(range(done + 1, cfg.steps + 1), disable=rank != 0, desc="grpo", initial=done, total=cfg.steps)
     for step in bar:
         step_rows = rows_for_step(rows, step - 1, cfg.prompts_per_step, cfg.seed, rank, world)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         with autocast:
             metrics, examples = grpo_step(model, ref, sampler, tokenizer, opt, step_rows, cfg, generator, world)
+        if device.type == "cuda":
+            metrics["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30  # rank 0's
         if rank == 0:
             bar.set_postfix(reward=f"{metrics['reward']:.3f}", acc=f"{metrics['accuracy']:.3f}")
             append_jsonl(metrics_file, [{"step": step} | metrics])
@@ -519,13 +664,15 @@ def train(cfg: Config) -> None:
                 append_jsonl(os.path.join(cfg.out, "samples.jsonl"), [{"step": step} | e for e in examples])
         if eval_rows and (step == cfg.steps or cfg.eval_every and step % cfg.eval_every == 0):
             after = run_eval(step)
+        if cfg.save_every and step % cfg.save_every == 0:  # last, so a resumed run repeats nothing of this step
+            states = generator_states(generator, world)
+            if rank == 0:
+                save_checkpoint(cfg, step, policy, tokenizer, opt, states)
     if rank == 0:
         policy.save_pretrained(cfg.out)  # safetensors, loadable with AutoModelForCausalLM.from_pretrained(out)
         tokenizer.save_pretrained(cfg.out)
-        with open(os.path.join(cfg.out, "grpo_config.json"), "w") as f:
-            json.dump(asdict(cfg), f, indent=1)
-        if before:
-            print_before_after(before, after, cfg.steps, time.perf_counter() - start)
+        if before and after:
+            print_before_after(before, after, cfg.steps - done, time.perf_counter() - start)
         plot_curves(cfg.out)
     if ddp:
         dist.destroy_process_group()

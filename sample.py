@@ -17,7 +17,9 @@ class Samples:
     tokens: torch.Tensor  # (B*G, N) completion ids; rows of prompt b are b*G .. b*G+G-1; pad_id after the end
     lengths: torch.Tensor  # (B*G,) completion length, counting the EOS token when the row ended on one
     ended: torch.Tensor  # (B*G,) True where the row ended on EOS, False where it ran out of budget
-    logprobs: torch.Tensor  # (B*G, N) float32 log pi_old(o_t | q, o_<t) of each drawn token; 0 after the end
+    # (B*G, N) float32 log pi_old(o_t | q, o_<t) of each drawn token; 0 after the end. For callers and tests: the
+    # trainer recomputes its pi_old in float32 (on CUDA this sampler runs in bf16), see grpo.grpo_step.
+    logprobs: torch.Tensor
 
 
 def cache_keyword(model) -> str:

@@ -77,6 +77,18 @@ def test_aggregations_with_masks_of_different_lengths():
     assert masked_aggregate(loss, mask, "dr_grpo").item() == pytest.approx(1.25)  # 10 / (2 * 4)
 
 
+@pytest.mark.parametrize("agg, grad", [
+    ("grpo", [[1 / 2, 0, 0, 0], [1 / 6, 1 / 6, 1 / 6, 0]]),  # 1 / (G |o_i|)
+    ("token_mean", [[1 / 4, 0, 0, 0], [1 / 4, 1 / 4, 1 / 4, 0]]),  # 1 / sum |o_i|
+    ("dr_grpo", [[1 / 8, 0, 0, 0], [1 / 8, 1 / 8, 1 / 8, 0]]),  # 1 / (G * max_len)
+])
+def test_aggregation_gradients_weight_each_token_as_its_formula_says(agg, grad):
+    loss = torch.tensor([[1.0, 9, 9, 9], [3, 3, 3, 9]], **f64, requires_grad=True)
+    mask = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 0]], **f64)
+    masked_aggregate(loss, mask, agg, max_len=4).backward()
+    assert torch.allclose(loss.grad, torch.tensor(grad, **f64), rtol=0, atol=1e-15)
+
+
 @pytest.mark.parametrize("agg", ["grpo", "token_mean", "dr_grpo"])
 def test_aggregation_of_micro_batches_sums_to_the_whole(agg):
     torch.manual_seed(0)
@@ -104,6 +116,16 @@ def test_token_logprobs_use_the_temperature(T, expected):
     assert token_logprobs(logits, torch.tensor([[0]]), T).item() == pytest.approx(expected, abs=1e-7)
 
 
+@pytest.mark.parametrize("T, grad", [
+    (1.0, [0.3347590, -0.2447285, -0.0900306]),  # onehot - softmax(z)
+    (0.5, [0.2663733, -0.2346209, -0.0317525]),  # (onehot - softmax(z / T)) / T
+])
+def test_token_logprobs_gradient_carries_the_temperature(T, grad):
+    logits = torch.tensor([[[2.0, 1.0, 0.0]]], **f64, requires_grad=True)
+    token_logprobs(logits, torch.tensor([[0]]), T).sum().backward()
+    assert torch.allclose(logits.grad[0, 0], torch.tensor(grad, **f64), rtol=0, atol=1e-7)
+
+
 def test_on_policy_loss_is_zero_but_its_gradient_is_not():
     logp = torch.log(torch.tensor([[0.2, 0.5], [0.7, 0.1]], **f64)).requires_grad_(True)
     A = torch.tensor([1.0, -1.0], **f64)  # zero mean, as group advantages are
@@ -119,3 +141,29 @@ def test_total_loss_adds_beta_times_k3():
     zero = torch.zeros(1, 1, **f64)
     loss = per_token_loss(logp, logp, zero, torch.tensor([1.0], **f64), beta=0.1, eps_low=0.2, eps_high=0.2)
     assert loss.item() == pytest.approx(-1.0 + 0.1 * 0.1065307, abs=1e-8)
+
+
+def test_total_loss_gradient_is_the_surrogates_plus_beta_times_k3s():
+    old = torch.zeros(1, 1, **f64)
+    logp = torch.full((1, 1), math.log(1.1), **f64, requires_grad=True)  # rho = 1.1: inside the clip range
+    ref = logp.detach() - 0.5  # logp - ref = 0.5: k3 = 0.1065307, d k3 / d logp = 0.3934693
+    loss = per_token_loss(logp, old, ref, torch.tensor([1.0], **f64), beta=0.1, eps_low=0.2, eps_high=0.2)
+    loss.sum().backward()
+    assert loss.item() == pytest.approx(-1.1 + 0.1 * 0.1065307, abs=1e-7)
+    assert logp.grad.item() == pytest.approx(-1.1 + 0.1 * 0.3934693, abs=1e-7)  # -rho A + beta (1 - ref / pi)
+
+
+def test_token_logprobs_keep_no_full_vocabulary_tensor_of_their_own_for_backward():
+    """Only views of the logits (and the token ids) are saved for backward: each row's float32 log-softmax is
+    recomputed there, not kept, so log-probs add no (rows, C, V) float32 tensor to the memory of a loss pass."""
+    logits = torch.randn(4, 5, 1000, requires_grad=True)
+    tokens = torch.randint(0, 1000, (4, 5))
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        logp = token_logprobs(logits, tokens, 0.7)
+    own = [t for t in saved if t.untyped_storage().data_ptr() != logits.untyped_storage().data_ptr()]
+    assert saved and sum(t.numel() for t in own) <= tokens.numel()
+    logp.sum().backward()
+    expected = torch.func.grad(lambda z: torch.log_softmax(z / 0.7, -1).gather(-1, tokens[..., None]).sum())(
+        logits.detach())
+    assert torch.allclose(logits.grad, expected, atol=1e-6)

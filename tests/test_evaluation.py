@@ -37,13 +37,16 @@ def rows_file(tmp_path, n=4):
     return str(path)
 
 
-def test_eval_only_writes_one_eval_line(model_dir, tmp_path):
+def test_eval_only_appends_one_line_to_eval_jsonl_and_leaves_the_training_logs(model_dir, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "metrics.jsonl").write_text('{"step": 1}\n')  # a training run's log, to be left alone
     grpo.main(["--model", model_dir, "--eval-only", "--eval-data", rows_file(tmp_path), "--eval-k", "3",
                "--max-new-tokens", "6", "--out", str(tmp_path / "out")])
-    (line,) = [json.loads(x) for x in open(tmp_path / "out" / "metrics.jsonl")]
-    assert set(line) == {"step", "eval/greedy_pass@1", "eval/pass@1_k3", "eval/cons@3", "eval/format",
+    (line,) = [json.loads(x) for x in open(tmp_path / "out" / "eval.jsonl")]
+    assert set(line) == {"step", "model", "eval/greedy_pass@1", "eval/pass@1_k3", "eval/cons@3", "eval/format",
                          "eval/length_mean"}
-    assert line["step"] == 0 and 0 < line["eval/length_mean"] <= 6
+    assert line["step"] == 0 and line["model"] == model_dir and 0 < line["eval/length_mean"] <= 6
+    assert (tmp_path / "out" / "metrics.jsonl").read_text() == '{"step": 1}\n'
     assert not (tmp_path / "out" / "model.safetensors").exists()  # eval-only writes no checkpoint
 
 

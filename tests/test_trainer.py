@@ -57,7 +57,7 @@ def one_update(batch: Batch, micro_batch: int, agg: str) -> torch.Tensor:
     model = tiny_model(vocab_size=64, seed=3)
     before = torch.cat([p.detach().flatten() for p in model.parameters()])
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    cfg = Config(micro_batch=micro_batch, loss_agg=agg, beta=0.04, temperature=1.0)
+    cfg = Config(micro_batch=micro_batch, loss_agg=agg, beta=0.04, temperature=1.0, max_new_tokens=batch.mask.shape[1])
     grpo.policy_update(model, opt, batch, cfg, world=1)
     return torch.cat([p.detach().flatten() for p in model.parameters()]) - before
 
@@ -110,7 +110,7 @@ def test_a_new_run_into_an_old_out_starts_fresh_logs_and_keeps_the_old(model_dir
     first = (tmp_path / "out" / "metrics.jsonl").read_text()
     grpo.main(cli_args(model_dir, data, tmp_path / "out"))
     check_run(tmp_path / "out", model_dir)
-    assert (tmp_path / "out" / "metrics.jsonl.prev").read_text() == first
+    assert (tmp_path / "out" / "metrics.jsonl.1").read_text() == first
 
 
 @pytest.mark.slow
@@ -125,13 +125,24 @@ def test_cli_runs_under_torchrun(model_dir, tmp_path):
 @pytest.mark.parametrize("content, message", [
     ('{"prompt": "a", "answer": "1"}\n{"prompt": "b", "answer": \n', r"train\.jsonl:2: not valid JSON"),
     ('{"prompt": "a", "answer": "1"}\n\n{"prompt": "b"}\n', r"train\.jsonl:3: missing field\(s\) answer"),
-    ('["prompt", "answer"]\n', r"train\.jsonl:1: missing field\(s\) prompt, answer"),
+    ('["prompt", "answer"]\n', r"train\.jsonl:1: expected a JSON object with prompt, answer"),
+    ('{"prompt": 5, "answer": "1"}\n', r"train\.jsonl:1: prompt must be a non-empty string"),
+    ('{"prompt": "a", "answer": null}\n', r"train\.jsonl:1: answer must be a string or a number, got null"),
+    (b'{"prompt": "a", "answer": "1"}\n{"prompt": "\xff"}\n', r"train\.jsonl:2: not UTF-8 text"),
     ('\n', r"train\.jsonl: no rows"),
 ])
 def test_broken_data_names_file_and_line(tmp_path, content, message):
-    (tmp_path / "train.jsonl").write_text(content)
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
     with pytest.raises(DataError, match=message):
         load_rows(str(tmp_path / "train.jsonl"))
+
+
+@pytest.mark.parametrize("model, message", [("./no-such-model", "no such directory"), ("bad//id", "")])
+def test_a_model_that_cannot_be_loaded_is_reported_against_the_flag(model, message, tmp_path):
+    data = write_rows(tmp_path / "train.jsonl", ARITHMETIC)
+    with pytest.raises(SystemExit, match=rf"grpo\.py: error: --model {model}: {message}"):
+        grpo.main(["--model", model, "--data", data, "--out", str(tmp_path / "out")])
 
 
 def test_missing_data_file_is_reported_by_the_cli(model_dir, tmp_path, capsys):
@@ -148,6 +159,10 @@ def test_missing_data_file_is_reported_by_the_cli(model_dir, tmp_path, capsys):
     (["--top-p", "1.5"], "--top-p must be in"),
     (["--micro-batch", "0"], "--micro-batch must be > 0"),
     (["--loss-agg", "mean"], "argument --loss-agg: invalid choice"),
+    (["--lr", "nan"], "--lr must be > 0"),
+    (["--beta", "nan"], "--beta must be >= 0"),
+    (["--epsilon", "1.5"], "--epsilon must be below 1"),
+    (["--resume", "/nonexistent"], "--resume /nonexistent: no checkpoint there"),
 ])
 def test_bad_flags_name_the_flag(flags, message, capsys):
     with pytest.raises(SystemExit) as exit:
