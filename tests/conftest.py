@@ -4,6 +4,8 @@ import torch
 from tokenizers import pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
 
+from grpo import Batch
+
 TAGS = ["<think>", "</think>", "<answer>", "</answer>"]
 
 
@@ -40,3 +42,15 @@ def model_dir(tmp_path_factory, tokenizer):
     tiny_model("qwen2", vocab_size=len(tokenizer)).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+def random_batch(vocab: int, rows=6, P=5, C=7, seed=0) -> Batch:
+    """Up to 8 rows: left-padded prompts, right-padded completions of lengths 1..C, random advantages and log-probs."""
+    g = torch.Generator().manual_seed(seed)
+    prompt_len = torch.randint(2, P + 1, (rows,), generator=g)
+    lengths = torch.tensor([1, C, 3, 2, C - 1, 4, 5, C][:rows])
+    prompt_mask = (torch.arange(P) >= P - prompt_len[:, None]).long()
+    mask = (torch.arange(C) < lengths[:, None]).long()
+    ids = torch.randint(2, vocab, (rows, P + C), generator=g) * torch.cat([prompt_mask, mask], 1)
+    return Batch(ids, torch.cat([prompt_mask, mask], 1), mask, A=torch.randn(rows, generator=g),
+                 old_logp=-torch.rand(rows, C, generator=g) - 1, ref_logp=-torch.rand(rows, C, generator=g) - 1)

@@ -6,25 +6,13 @@ import sys
 
 import pytest
 import torch
-from conftest import tiny_model
+from conftest import random_batch, tiny_model
 from transformers import AutoModelForCausalLM
 
 import grpo
 from grpo import Batch, Config, DataError, completion_logprobs, load_rows, masked_aggregate, per_token_loss
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def random_batch(vocab: int, rows=6, P=5, C=7, seed=0) -> Batch:
-    """Left-padded prompts, right-padded completions of lengths 1..C, random advantages and log-probs."""
-    g = torch.Generator().manual_seed(seed)
-    prompt_len = torch.randint(2, P + 1, (rows,), generator=g)
-    lengths = torch.tensor([1, C, 3, 2, C - 1, 4][:rows])
-    prompt_mask = (torch.arange(P) >= P - prompt_len[:, None]).long()
-    mask = (torch.arange(C) < lengths[:, None]).long()
-    ids = torch.randint(2, vocab, (rows, P + C), generator=g) * torch.cat([prompt_mask, mask], 1)
-    return Batch(ids, torch.cat([prompt_mask, mask], 1), mask, A=torch.randn(rows, generator=g),
-                 old_logp=-torch.rand(rows, C, generator=g) - 1, ref_logp=-torch.rand(rows, C, generator=g) - 1)
 
 
 def loss_and_grads(model, batch: Batch, beta=0.04):
@@ -168,3 +156,33 @@ def test_bad_flags_name_the_flag(flags, message, capsys):
     with pytest.raises(SystemExit) as exit:
         grpo.parse_config(flags)
     assert exit.value.code == 2 and message in capsys.readouterr().err
+
+
+def saved_bytes_and_grads(model, batch: Batch) -> tuple[int, list[torch.Tensor]]:
+    """Bytes autograd keeps for backward during one loss forward, and the gradients."""
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel() * t.element_size()) or t,
+                                                  lambda t: t):
+        logp = completion_logprobs(model, batch.ids, batch.attention_mask, batch.mask.shape[1], 1.0)
+        loss = masked_aggregate(per_token_loss(logp, batch.old_logp, batch.ref_logp, batch.A, 0.04, 0.2, 0.2),
+                                batch.mask)
+    loss.backward()
+    return sum(saved), [p.grad for p in model.parameters()]
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+def test_gradient_checkpointing_keeps_less_for_backward_and_changes_no_gradient(arch):
+    batch = random_batch(64)
+    plain_bytes, plain = saved_bytes_and_grads(tiny_model(arch, vocab_size=64, seed=1), batch)
+    model = tiny_model(arch, vocab_size=64, seed=1)
+    grpo.enable_gradient_checkpointing(model)
+    assert not any(m.training for m in model.modules() if isinstance(m, torch.nn.Dropout))  # dropout stays off
+    ckpt_bytes, ckpt = saved_bytes_and_grads(model, batch)
+    assert ckpt_bytes < plain_bytes / 2
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-5) for a, b in zip(plain, ckpt))
+
+
+def test_cli_with_gradient_checkpointing_samples_and_trains(model_dir, tmp_path):
+    data = write_rows(tmp_path / "train.jsonl", ARITHMETIC)
+    grpo.main(cli_args(model_dir, data, tmp_path / "out") + ["--gradient-checkpointing", "--logprob-micro-batch", "5"])
+    check_run(tmp_path / "out", model_dir)

@@ -1,0 +1,56 @@
+"""Run under `torchrun --nproc_per_node=2`: one optimiser step of grpo.policy_update on this rank's half of a
+fixed 8-completion batch (groups never span ranks), micro-batched, for each loss aggregation. Rank 0 writes the
+weights after the step, whether both ranks hold the same weights, and how often gradients were all-reduced."""
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+import grpo  # noqa: E402
+from conftest import random_batch, tiny_model  # noqa: E402
+
+
+def half_batch(batch, rank: int, world: int):
+    rows = slice(rank * len(batch.ids) // world, (rank + 1) * len(batch.ids) // world)
+    return grpo.Batch(**{k: v[rows] for k, v in vars(batch).items()})
+
+
+def counting_allreduce(calls: list, bucket):
+    """DDP's default gradient hook (all-reduce, then divide by the number of ranks), counting its calls."""
+    calls.append(bucket.index())
+    return dist.all_reduce(bucket.buffer(), async_op=True).get_future().then(
+        lambda fut: fut.value()[0] / dist.get_world_size())
+
+
+def update(agg: str, micro_batch: int, rank: int, world: int) -> tuple[torch.Tensor, list]:
+    """This rank's weights after one SGD step (lr 1) on its half of the batch, and the gradient all-reduce calls."""
+    batch = random_batch(64, rows=8)
+    model, calls = DDP(tiny_model(vocab_size=64, seed=3)), []
+    model.register_comm_hook(calls, counting_allreduce)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    cfg = grpo.Config(micro_batch=micro_batch, loss_agg=agg, beta=0.04, max_new_tokens=batch.mask.shape[1])
+    grpo.policy_update(model, opt, half_batch(batch, rank, world), cfg, world)
+    return torch.cat([p.detach().flatten() for p in model.parameters()]), calls
+
+
+def main(out: str) -> None:
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    _, one_pass_calls = update("grpo", 4, rank, world)  # 4 rows per rank: a single micro-batch
+    results = {"one_pass_calls": len(one_pass_calls)}
+    for agg in grpo.LOSS_AGG:
+        weights, calls = update(agg, 2, rank, world)  # two micro-batches per rank
+        gathered = [torch.zeros_like(weights) for _ in range(world)]
+        dist.all_gather(gathered, weights)
+        results[agg] = {"weights": weights, "same_on_all_ranks": all(torch.equal(g, weights) for g in gathered),
+                        "calls": len(calls)}
+    if rank == 0:
+        torch.save(results, out)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
