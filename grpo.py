@@ -608,6 +608,13 @@ def keep_previous_logs(out: str) -> None:
             print(f"{path} exists from an earlier run: moved to {path}.{n}")
 
 
+def leave_process_group(ddp: bool) -> None:
+    """All ranks leave together: a rank that tears gloo down while rank 0 still writes can abort the job."""
+    if ddp:
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def train(cfg: Config) -> None:
     ddp = "RANK" in os.environ
     if ddp:
@@ -640,7 +647,7 @@ def train(cfg: Config) -> None:
 
     if cfg.eval_only:
         run_eval(0)
-        return dist.destroy_process_group() if ddp else None
+        return leave_process_group(ddp)
     model = DDP(policy, device_ids=[device.index] if device.type == "cuda" else None) if ddp else policy
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda")
@@ -677,8 +684,7 @@ def train(cfg: Config) -> None:
         if before and after:
             print_before_after(before, after, cfg.steps - done, time.perf_counter() - start)
         plot_curves(cfg.out)
-    if ddp:
-        dist.destroy_process_group()
+    leave_process_group(ddp)
 
 
 def main(argv=None) -> None:

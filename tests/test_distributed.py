@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 from conftest import random_batch, tiny_model
+from ddp_run import by_length
 from transformers import AutoModelForCausalLM
 
 import grpo
@@ -43,7 +44,8 @@ def test_two_ranks_with_micro_batches_make_the_update_of_one_process(tmp_path):
 def test_an_error_on_one_rank_stops_the_whole_job_with_the_error_shown(model_dir, tmp_path):
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps({"prompt": f"{i} + 1?", "answer": str(i + 1)}) + "\n" for i in range(8)))
-    run = subprocess.run(TORCHRUN + [os.path.join(TESTS, "ddp_fail.py"), "--model", model_dir, "--data", str(data),
+    run = subprocess.run(TORCHRUN + [os.path.join(TESTS, "ddp_run.py"), "fail-on-rank-1", "--model", model_dir,
+                                     "--data", str(data),
                                      "--out", str(tmp_path / "out"), "--G", "2", "--prompts-per-step", "2",
                                      "--max-new-tokens", "4", "--steps", "2"],
                          cwd=tmp_path, timeout=300, capture_output=True, text=True)
@@ -70,9 +72,6 @@ def weights(path) -> dict:
 def varied_rewards(monkeypatch):
     """A random tiny model never answers right, so every advantage would be 0 and nothing would train; reward the
     completions by their length instead, so that the steps resumed really move the weights and the optimiser."""
-    def by_length(completions, rows, G, cfg):
-        r = torch.tensor([float(len(c) % 3) for c in completions])
-        return {"reward": r, "accuracy": r / 2, "format": r / 2}
     monkeypatch.setattr(grpo, "score", by_length)
 
 
@@ -122,3 +121,19 @@ def test_only_the_last_k_checkpoints_are_kept(model_dir, data, tmp_path):
     assert [os.path.basename(c) for c in grpo.checkpoints(str(tmp_path / "out"))] == ["checkpoint-4", "checkpoint-6"]
     state = torch.load(tmp_path / "out" / "checkpoint-6" / grpo.STATE, weights_only=True)
     assert state["step"] == 6 and state["questions_seen"] == 12 and len(state["generators"]) == 1
+
+
+@pytest.mark.slow
+def test_resume_under_two_ranks_continues_exactly(model_dir, data, tmp_path):
+    def torchrun(out, steps, *extra):
+        run = subprocess.run(TORCHRUN + [os.path.join(TESTS, "ddp_run.py"), "by-length"] +
+                             run_args(model_dir, data, out, steps, "--prompts-per-step", "4", *extra),
+                             cwd=tmp_path, timeout=300, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-3000:]
+    torchrun(tmp_path / "straight", 4)
+    torchrun(tmp_path / "split", 2)
+    assert len(torch.load(tmp_path / "split" / "checkpoint-2" / grpo.STATE, weights_only=True)["generators"]) == 2
+    torchrun(tmp_path / "split", 4, "--resume", str(tmp_path / "split"))
+    assert train_lines(tmp_path / "split") == train_lines(tmp_path / "straight")
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "split")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -186,3 +186,10 @@ def test_cli_with_gradient_checkpointing_samples_and_trains(model_dir, tmp_path)
     data = write_rows(tmp_path / "train.jsonl", ARITHMETIC)
     grpo.main(cli_args(model_dir, data, tmp_path / "out") + ["--gradient-checkpointing", "--logprob-micro-batch", "5"])
     check_run(tmp_path / "out", model_dir)
+
+
+@pytest.mark.parametrize("beta, with_ref", [(0.0, False), (0.04, True)])
+def test_the_reference_model_is_loaded_only_when_beta_is_positive(model_dir, beta, with_ref):
+    policy, sampler, ref = grpo.load_models(Config(model=model_dir, beta=beta), torch.device("cpu"))
+    assert (ref is not None) == with_ref and sampler is policy  # on CPU the float32 policy samples itself
+    assert ref is None or not any(p.requires_grad for p in ref.parameters())

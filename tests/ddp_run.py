@@ -1,0 +1,27 @@
+"""`torchrun --nproc_per_node=2 tests/ddp_run.py REWARD grpo.py-flags...`: grpo.py under torchrun with its score
+replaced. REWARD `fail-on-rank-1`: rank 1 raises while scoring, as a reward on a bad row would, and the whole job
+must stop with that error shown rather than hang in an all-reduce. REWARD `by-length`: rewards that vary for a
+random tiny model (which never answers right), so that a short run really trains."""
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import grpo  # noqa: E402
+
+
+def fail_on_rank_1(completions, rows, G, cfg):
+    if os.environ["RANK"] == "1":
+        raise RuntimeError("rank 1 fails here on purpose")
+    return by_length(completions, rows, G, cfg)
+
+
+def by_length(completions, rows, G, cfg):
+    r = torch.tensor([float(len(c) % 3) for c in completions])
+    return {"reward": r, "accuracy": r / 2, "format": r / 2}
+
+
+if __name__ == "__main__":
+    grpo.score = {"fail-on-rank-1": fail_on_rank_1, "by-length": by_length}[sys.argv[1]]
+    grpo.main(sys.argv[2:])
