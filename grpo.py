@@ -15,6 +15,7 @@ data, the equations, the step, the loop, main.
 """
 import argparse
 import copy
+import importlib.util
 import inspect
 import json
 import os
@@ -33,8 +34,8 @@ from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rewards import (accuracy_reward, extract_answer, format_reward, gold_answer, parse_number, r1_zero_prompt,
-                     same_answer)
+from rewards import (ACCURACY, FIELDS, accuracy_rewards, extract_answer, format_reward, math_verify_reward,
+                     parse_number, r1_zero_prompt, to_row)
 from sample import left_pad, position_ids, sample
 
 # ----------------------------------------------------------------------------------------------------- config
@@ -43,7 +44,9 @@ from sample import left_pad, position_ids, sample
 @dataclass
 class Config:
     model: str = "data/model"  # Hugging Face id or local directory (without --model: the shipped one, see SHIPPED)
-    data: str = "data/train.jsonl"  # JSONL rows with at least "prompt" and "answer"
+    data: str = "data/train.jsonl"  # JSONL rows: math, GSM8K, MATH, code or countdown (data/README.md)
+    task: str = "auto"  # auto (each row by its fields), math, gsm8k, competition_math, code or countdown
+    math_verify: bool = False  # compare math answers with math-verify (pip install math-verify) as well
     out: str = "out"  # metrics.jsonl and the final checkpoint go here
     G: int = 16  # answers sampled per question (R1-Zero: 16)
     prompts_per_step: int = 32  # questions per optimiser step, over all ranks (R1-Zero: 32)
@@ -95,13 +98,14 @@ def parse_config(argv=None) -> Config:
     """Config from the command line: one flag per field, with the field's default; bad values name their flag."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    choices = {"loss_agg": LOSS_AGG, "task": ("auto", *FIELDS)}
     comments = dict(re.findall(r"^    (\w+):[^#\n]*#\s*(.+)$", inspect.getsource(Config), re.M))  # the help texts
     for f in fields(Config):
         kind = {bool: dict(action=argparse.BooleanOptionalAction), float | None: dict(type=float),
                 str | None: dict(type=str)}.get(f.type, dict(type=f.type))
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=f.default, **kind,
                             help=comments.get(f.name, "").replace("%", "%%"),
-                            **({"choices": LOSS_AGG} if f.name == "loss_agg" else {}))
+                            **({"choices": choices[f.name]} if f.name in choices else {}))
     argv = sys.argv[1:] if argv is None else argv
     if not any(a == "--model" or a.startswith("--model=") for a in argv):
         parser.set_defaults(**SHIPPED)
@@ -119,6 +123,8 @@ def parse_config(argv=None) -> Config:
             parser.error(f"--{name.replace('_', '-')} must be in (0, 1], got {getattr(cfg, name)}")
     if cfg.eval_only and not cfg.eval_data:
         parser.error("--eval-only needs --eval-data")
+    if cfg.math_verify and importlib.util.find_spec("math_verify") is None:
+        parser.error("--math-verify needs the math-verify package: pip install math-verify")
     if cfg.resume:
         found = [cfg.resume] if os.path.isfile(os.path.join(cfg.resume, STATE)) else checkpoints(cfg.resume)
         if not found:
@@ -137,8 +143,8 @@ class DataError(ValueError):
     """A dataset problem, reported as FILE:LINE: what is wrong."""
 
 
-def load_rows(path: str, required=("prompt", "answer")) -> list[dict]:
-    """The rows of a JSONL file, each checked for the fields the rewards need."""
+def load_rows(path: str, task: str = "auto") -> list[dict]:
+    """The rows of a JSONL file, each checked and put in the fields its reward reads (rewards.to_row)."""
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file")
     rows = []
@@ -146,22 +152,15 @@ def load_rows(path: str, required=("prompt", "answer")) -> list[dict]:
         for n, raw in enumerate(f, 1):
             try:
                 row = json.loads(raw.decode("utf-8")) if raw.strip() else None
+                if row is not None and not isinstance(row, dict):
+                    raise ValueError("expected a JSON object (one dataset row)")
+                rows += [to_row(row, task)] if row is not None else []
             except UnicodeDecodeError:
                 raise DataError(f"{path}:{n}: not UTF-8 text") from None
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            if row is None:
-                continue
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{n}: expected a JSON object with {', '.join(required)}")
-            missing = [k for k in required if k not in row]
-            if missing:
-                raise DataError(f"{path}:{n}: missing field(s) {', '.join(missing)}")
-            if not isinstance(row["prompt"], str) or not row["prompt"].strip():
-                raise DataError(f"{path}:{n}: prompt must be a non-empty string")
-            if isinstance(row["answer"], bool) or not isinstance(row["answer"], (str, int, float)):
-                raise DataError(f"{path}:{n}: answer must be a string or a number, got {json.dumps(row['answer'])}")
-            rows.append(row)
+            except ValueError as e:
+                raise DataError(f"{path}:{n}: {e}") from None
     if not rows:
         raise DataError(f"{path}: no rows")
     return rows
@@ -266,9 +265,15 @@ def completion_logprobs(model, ids, attention_mask, C: int, T: float) -> torch.T
 
 def score(completions: list[str], rows: list[dict], G: int, cfg: Config) -> dict[str, torch.Tensor]:
     """r_i = w_acc * accuracy + w_fmt * format for each completion; rows[b] is the question of completions b*G.."""
-    acc = torch.tensor([accuracy_reward(c, **rows[i // G]) for i, c in enumerate(completions)])
-    fmt = torch.tensor([format_reward(c, **rows[i // G]) for i, c in enumerate(completions)])
+    acc = torch.tensor(accuracy_rewards(completions, [rows[i // G] for i in range(len(completions))],
+                                        accuracy_functions(cfg)))
+    fmt = torch.tensor([format_reward(c) for c in completions])
     return {"reward": cfg.accuracy_weight * acc + cfg.format_weight * fmt, "accuracy": acc, "format": fmt}
+
+
+def accuracy_functions(cfg: Config) -> dict:
+    """The accuracy reward of each task; --math-verify swaps in math-verify's comparison for math rows."""
+    return dict(ACCURACY, math=math_verify_reward) if cfg.math_verify else ACCURACY
 
 
 def complete(model, tokenizer, rows, G: int, T: float, top_p: float, max_new_tokens: int, generator):
@@ -380,14 +385,12 @@ def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator,
 # -------------------------------------------------------------------------------------------------- evaluation
 
 
-def majority_vote(completions: list[str], answer: str) -> float:
-    """cons@k: 1 if the most frequent extracted answer (numbers compared by value; ties: first seen) is right."""
-    answers = [a for a in map(extract_answer, completions) if a is not None]
-    if not answers:
-        return 0.0
-    keys = [n if (n := parse_number(a)) is not None else a for a in answers]
-    top = max(keys, key=keys.count)  # max keeps the first of equal counts
-    return float(same_answer(answers[keys.index(top)], gold_answer(str(answer))))
+def majority_vote(completions: list[str], accuracies: list[float]) -> float:
+    """cons@k: the accuracy of the most frequent extracted answer (numbers compared by value; ties: first seen)."""
+    answers = [extract_answer(c) for c in completions]
+    keys = [a if a is None or (n := parse_number(a)) is None else n for a in answers]
+    voted = [key for key in keys if key is not None]
+    return accuracies[keys.index(max(voted, key=voted.count))] if voted else 0.0  # max keeps the first of ties
 
 
 @torch.no_grad()
@@ -403,11 +406,11 @@ def evaluate(model, tokenizer, rows, cfg: Config, rank: int, world: int, chunk: 
         _, _, greedy = complete(model, tokenizer, part, 1, 0.0, 1.0, cfg.max_new_tokens, None)
         _, s, sampled = complete(model, tokenizer, part, k, cfg.eval_temperature, cfg.eval_top_p,
                                  cfg.max_new_tokens, generator)
-        for j, row in enumerate(part):
-            group = sampled[j * k:(j + 1) * k]
-            sums += torch.tensor([accuracy_reward(greedy[j], **row),
-                                  sum(accuracy_reward(c, **row) for c in group) / k,
-                                  majority_vote(group, row["answer"]),
+        greedy_acc = accuracy_rewards(greedy, part, accuracy_functions(cfg))
+        sampled_acc = accuracy_rewards(sampled, [row for row in part for _ in range(k)], accuracy_functions(cfg))
+        for j in range(len(part)):
+            group, acc = sampled[j * k:(j + 1) * k], sampled_acc[j * k:(j + 1) * k]
+            sums += torch.tensor([greedy_acc[j], sum(acc) / k, majority_vote(group, acc),
                                   sum(format_reward(c) for c in group) / k,
                                   s.lengths[j * k:(j + 1) * k].double().mean().item()], dtype=torch.float64,
                                  device=device)
@@ -624,8 +627,8 @@ def train(cfg: Config) -> None:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     torch.manual_seed(cfg.seed)
-    rows = None if cfg.eval_only else load_rows(cfg.data)
-    eval_rows = load_rows(cfg.eval_data) if cfg.eval_data else None
+    rows = None if cfg.eval_only else load_rows(cfg.data, cfg.task)
+    eval_rows = load_rows(cfg.eval_data, cfg.task) if cfg.eval_data else None
     tokenizer = pretrained(AutoTokenizer, cfg.model, "--model")
     policy, sampler, ref = load_models(cfg, device)
     os.makedirs(cfg.out, exist_ok=True)

@@ -1,9 +1,19 @@
-"""The R1-Zero prompt template and its rule-based rewards (DeepSeek-R1, section 2.2).
+"""The R1-Zero prompt template, its rule-based rewards (DeepSeek-R1, section 2.2), and the datasets they score.
 
-A reward function is plain: `(completion: str, **row) -> float`, where `row` is the dataset row.
-Nothing here imports torch, so a reward can be tested, reused or run in a worker on its own.
+A reward function is plain: `(completion: str, **row) -> float`, where `row` is the dataset row. Accuracy has a
+reward per task: math (compare the final answer), code (run the program against the row's tests, sandboxed) and
+countdown (an arithmetic expression that hits a target). Nothing here imports torch, so a reward can be tested,
+reused or run in a worker on its own. Run as a script, this file is the code sandbox's child (end of the file).
 """
+import ast
+import errno
+import json
+import operator
+import os
+import platform
 import re
+import stat
+import sys
 from fractions import Fraction
 
 # DeepSeek-R1, Table 1. The template ends with "Assistant:", so `<think>` is part of the *completion*:
@@ -19,6 +29,7 @@ TEMPLATE = (
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 FORMAT = re.compile(r"\s*<think>.*</think>\s*<answer>.*</answer>\s*", re.DOTALL)
 ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+THINKING = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
 
 
 def r1_zero_prompt(prompt: str) -> str:
@@ -33,28 +44,46 @@ def format_reward(completion: str, **row) -> float:
 
 
 def extract_answer(completion: str) -> str | None:
-    """The content of the completion's single `<answer>` block; None if there is none or more than one."""
-    found = ANSWER.findall(completion)
+    """The content of the single `<answer>` block outside `<think>`; None if there is none or more than one.
+    An answer written only while thinking does not count, and two answers are a hedge, not an answer."""
+    found = ANSWER.findall(THINKING.sub("", completion))
     return found[0].strip() if len(found) == 1 else None
 
 
-def unbox(text: str) -> str:
-    r"""The content of the last `\boxed{...}`, matching nested braces; the text itself if there is none."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return text
-    depth, i = 1, start + len("\\boxed{")
+# ------------------------------------------------------------------------------------------------------- math
+
+
+def closing_brace(text: str, i: int) -> int:
+    """The index of the `}` closing the `{` just before text[i]; -1 if it is never closed."""
+    depth = 1
     for j in range(i, len(text)):
         depth += {"{": 1, "}": -1}.get(text[j], 0)
         if depth == 0:
-            return text[i:j]
+            return j
+    return -1
+
+
+def unbox(text: str) -> str:
+    r"""`\boxed{X}` -> X when the box is the whole answer (a box in a box too); other text is left as it is, so that
+    `\boxed{3} or \boxed{5}` stays unreadable rather than being read as 5."""
+    text = text.strip().strip("$").strip()
+    while text.startswith("\\boxed{") and closing_brace(text, 7) == len(text) - 1:
+        text = text[7:-1].strip()
     return text
 
 
-# A number: optional sign, digits with optional thousands separators and decimals, optionally "/ number";
-# then at most a unit of up to three words made of letters ("12 cm", "18 square feet", "60 km/h").
+def last_boxed(solution: str) -> str | None:
+    r"""The content of the last `\boxed{...}` of a worked solution: the gold answer of a MATH row."""
+    start = solution.rfind("\\boxed{")
+    end = closing_brace(solution, start + 7) if start >= 0 else -1
+    return solution[start + 7:end].strip() if end >= 0 else None
+
+
+# A number: optional sign, digits with optional thousands separators and decimals, an optional exponent of at most
+# four digits (1e9999 is exact and fast; 1e999999999 would not be), optionally "/ number"; then at most a unit of
+# up to three words made of letters ("12 cm", "18 square feet", "60 km/h").
 NUMBER = re.compile(
-    r"(?P<num>[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+)"
+    r"(?P<num>[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d{1,4})?)"
     r"(?:\s*/\s*(?P<den>-?\d+(?:\.\d+)?))?"
     r"(?:\s*(?P<unit>[A-Za-z°µ]+(?:\s*[./]?\s*[A-Za-z°µ]+){0,2}))?"
 )
@@ -64,43 +93,365 @@ NOT_A_UNIT = {"or", "and", "to", "plus", "minus", "times", "half", "quarter", "t
 
 
 def plain(text: str) -> str:
-    r"""LaTeX and currency dressing removed: `\frac{3}{4}` -> `3/4`, `\text{ cm}` -> ` cm`, `$`, `%`, `^\circ`,
-    Unicode minus, and one pair of enclosing parentheses, so that `(5)` is 5 but `2(3)` stays unreadable."""
-    text = unbox(text).strip().replace("\u2212", "-")
+    r"""LaTeX and currency dressing removed: `\frac{3}{4}` -> `3/4`, `2.5 \times 10^{3}` -> `2.5e3`, `\text{ cm}` ->
+    ` cm`, `$`, `%` (so `50%` reads as 50, GSM8K's convention, and not as 0.5), `^\circ`, Unicode minus, and one
+    pair of enclosing parentheses, so that `(5)` is 5 but `2(3)` stays unreadable."""
+    text = unbox(text).replace("\u2212", "-")
     text = re.sub(r"\\[dt]?frac(\d)(\d)", r"\1/\2", text)  # \frac12
     text = re.sub(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}", r"\1/\2", text)
+    text = re.sub(r"\s*(?:\\times|\\cdot|×)\s*10\^\{?([-+]?\d+)\}?", r"e\1", text)
     text = re.sub(r"\\(?:text|mathrm|mbox)\{([^{}]*)\}", r" \1", text)
     text = re.sub(r"\^\{?\\circ\}?|\\left|\\right|\\[$%!,]|[$%]", "", text).strip().rstrip(".").strip()
     return text[1:-1].strip() if re.fullmatch(r"\([^()]*\)", text) else text
 
 
 def parse_number(text: str) -> Fraction | None:
-    r"""An exact number from an answer string: `1,234`, `-0.5`, `3/4`, `\frac{3}{4}`, `\boxed{7}`, `$5`, `12 cm`."""
+    r"""An exact number from an answer string: `1,234`, `-0.5`, `3/4`, `\frac{3}{4}`, `\boxed{7}`, `$5`, `12 cm`,
+    `1.5e3`; None for anything else, including numbers too long to read (over 4300 digits)."""
     match = NUMBER.fullmatch(plain(text))
     if match is None or NOT_A_UNIT & set(re.split(r"[\s./]+", (match["unit"] or "").lower())):
         return None
-    value = Fraction(match["num"].replace(",", ""))
-    if match["den"] is not None:
-        den = Fraction(match["den"])
-        return value / den if den != 0 else None
-    return value
+    try:
+        value = Fraction(match["num"].replace(",", ""))
+        den = Fraction(match["den"]) if match["den"] is not None else 1
+    except ValueError:  # Python refuses to read integers of more than 4300 digits
+        return None
+    return value / den if den != 0 else None
 
 
-def gold_answer(answer: str) -> str:
+def gold_answer(answer) -> str:
     """The gold answer of a row; GSM8K writes the worked solution and then `#### 42`."""
-    return answer.split("####")[-1].strip()
+    return str(answer).split("####")[-1].strip()
 
 
 def same_answer(predicted: str, gold: str) -> bool:
-    r"""Numbers compare exactly (as fractions, so 0.75 == 3/4); anything else as text without LaTeX dressing or
-    spaces (so `\boxed{x + 1}` matches `x+1`)."""
+    r"""Numbers compare exactly (as fractions, so 0.75 == 3/4 == 7.5e-1); anything else as text without LaTeX
+    dressing or spaces (so `\boxed{x + 1}` matches `x+1`). An empty answer matches nothing."""
     got, want = parse_number(predicted), parse_number(gold)
     if got is not None and want is not None:
         return got == want
-    return re.sub(r"\s+", "", plain(predicted)) == re.sub(r"\s+", "", plain(gold))
+    got, want = re.sub(r"\s+", "", plain(predicted)), re.sub(r"\s+", "", plain(gold))
+    return got == want != ""
 
 
-def accuracy_reward(completion: str, answer: str, **row) -> float:
+def accuracy_reward(completion: str, answer, **row) -> float:
     """1 if the completion's single `<answer>` block holds the gold answer, else 0."""
     predicted = extract_answer(completion)
-    return float(predicted is not None and same_answer(predicted, gold_answer(str(answer))))
+    return float(predicted is not None and same_answer(predicted, gold_answer(answer)))
+
+
+def math_verify_reward(completion: str, answer, **row) -> float:
+    """Like accuracy_reward, but the comparison is math-verify's (pip install math-verify): it also reads LaTeX
+    expressions, sets and intervals that our own checker compares as text."""
+    from math_verify import parse, verify  # optional dependency, needed only when this reward is chosen
+    predicted = extract_answer(completion)
+    if predicted is None:
+        return 0.0
+    gold = gold_answer(answer)
+    return float(verify(parse(f"${gold}$"), parse(f"${predicted}$")) or same_answer(predicted, gold))
+
+
+# -------------------------------------------------------------------------------------------------- countdown
+# TinyZero's task: reach the target with each given number used exactly once and + - * / and parentheses.
+
+OPERATIONS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+
+
+def countdown_prompt(nums: list[int], target: int) -> str:
+    return (f"Using each of the numbers {nums} exactly once, with + - * / and parentheses, write an expression "
+            f"that equals {target}. Give only the expression as the answer.")
+
+
+def expression_value(node: ast.AST, used: list[int]) -> Fraction:
+    """The exact value of an expression made only of integers, + - * / and parentheses, read from its syntax tree
+    (never run); the integers it uses are appended to `used`. Anything else raises ValueError."""
+    if isinstance(node, ast.BinOp) and type(node.op) in OPERATIONS:
+        return OPERATIONS[type(node.op)](expression_value(node.left, used), expression_value(node.right, used))
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        used.append(node.value)
+        return Fraction(node.value)
+    raise ValueError(f"not allowed in a countdown answer: {type(node).__name__}")
+
+
+def countdown_reward(completion: str, nums: list[int], target: int, **row) -> float:
+    """1 if the answer is an expression that uses each of `nums` exactly once and equals `target`, else 0."""
+    expression = extract_answer(completion)
+    if expression is None or len(expression) > 1000:  # a long answer is no answer, and deep nesting is slow
+        return 0.0
+    used = []
+    try:
+        value = expression_value(ast.parse(expression, mode="eval").body, used)
+    except (SyntaxError, ValueError, ZeroDivisionError, MemoryError, RecursionError):
+        return 0.0
+    return float(sorted(used) == sorted(nums) and value == target)
+
+
+# ------------------------------------------------------------------------------------------------------- code
+# R1-Zero: for code, "the model's output is directly executed" against test cases. The program is hostile input.
+# It runs in a child process that confines itself with every layer this OS offers without root (README, "The code
+# sandbox"), and it never sees what the tests expect: a test `assert f(2) == 4` sends only `f(2)` to the child,
+# which sends back the value's repr; the comparison with 4 happens here, on values read as Python literals. So
+# exiting early, printing "all tests passed", writing a forged report or patching `assert`, `==` or `repr` gains
+# nothing: a pass needs the right values, which only a right program computes.
+
+FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
+COMPARISONS = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+               ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not}
+NOT_RUN = object()  # the value of an expression the child did not report: it raised, or the child died first
+REPORT_BYTES = 1 << 20  # the most of a child's report (and of any file it writes) that counts
+
+
+def extract_program(completion: str) -> str | None:
+    """The program in the `<answer>` block: its fenced code blocks if it has any, else all of it."""
+    answer = extract_answer(completion)
+    fenced = FENCE.findall(answer or "")
+    return "\n".join(fenced) if fenced else answer
+
+
+def parse_test(test: str) -> tuple:
+    """A test `assert A OP B` as (OP, [A, B]), `assert A` as (bool, [A]), `assert not A` as (not, [A]). Each
+    operand is (True, value) for a literal, which stays here, or (False, source) for the child to evaluate."""
+    try:
+        body = ast.parse(test).body
+    except (SyntaxError, ValueError):
+        body = []
+    if len(body) != 1 or not isinstance(body[0], ast.Assert):
+        raise ValueError(f"a test must be one assert statement, got {test!r}")
+    claim = body[0].test
+    if isinstance(claim, ast.Compare):
+        if len(claim.ops) != 1 or type(claim.ops[0]) not in COMPARISONS:
+            raise ValueError(f"a test compares once, with == != < <= > >= is or is not, got {test!r}")
+        return COMPARISONS[type(claim.ops[0])], [operand(claim.left), operand(claim.comparators[0])]
+    if isinstance(claim, ast.UnaryOp) and isinstance(claim.op, ast.Not):
+        return operator.not_, [operand(claim.operand)]
+    return bool, [operand(claim)]
+
+
+def operand(node: ast.expr) -> tuple[bool, object]:
+    try:
+        return True, ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False, ast.unparse(node)
+
+
+def literal(text) -> object:
+    """A value the child reported, read as a Python literal (never run); NOT_RUN if it is not one."""
+    try:
+        return ast.literal_eval(text) if isinstance(text, str) else NOT_RUN
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return NOT_RUN
+
+
+def passes(check, args: list) -> bool:
+    try:
+        return all(a is not NOT_RUN for a in args) and bool(check(*args))
+    except Exception:  # `[1] < 2`: a value of the wrong type fails its test
+        return False
+
+
+def code_reward(completion: str, tests: list[str], timeout: float = 4.0, memory_mb: int = 1024, **row) -> float:
+    """The fraction of the row's tests that the program in the answer passes, run in the sandbox (0 without one).
+    `timeout` (wall-clock seconds) and `memory_mb` can be set per row."""
+    program = extract_program(completion)
+    if not program:
+        return 0.0
+    parsed = [parse_test(t) for t in tests]
+    sources = [source for _, operands in parsed for is_literal, source in operands if not is_literal]
+    values = iter(run_sandboxed(program, sources, timeout, memory_mb))
+    return sum(passes(check, [v if is_literal else next(values) for is_literal, v in operands])
+               for check, operands in parsed) / len(parsed)
+
+
+def run_sandboxed(program: str, expressions: list[str], timeout: float, memory_mb: int) -> list:
+    """Run `program` in a confined child, then evaluate each expression in its namespace: their values, NOT_RUN
+    where one raised or the child had died. After `timeout` seconds the child's whole process group is killed."""
+    import subprocess  # imported here, like tempfile, so that the child (which runs this file) starts faster
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="grpo-sandbox-", ignore_cleanup_errors=True) as tmp:
+        with open(os.path.join(tmp, "job.json"), "w") as f:
+            json.dump({"program": program, "expressions": expressions, "cpu_seconds": int(timeout) + 1,
+                       "memory_mb": memory_mb}, f)
+        child = subprocess.Popen([sys.executable, "-I", "-S", os.path.abspath(__file__), tmp], cwd=tmp, env={},
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, 9)  # SIGKILL to the child's process group
+            child.wait()
+        values = [NOT_RUN] * len(expressions)
+        for line in read_report(os.path.join(tmp, "report.jsonl")):
+            try:
+                i, text = json.loads(line)
+                values[i] = literal(text)
+            except (ValueError, TypeError, IndexError, RecursionError):
+                continue
+        return values
+
+
+def read_report(path: str) -> list[str]:
+    """The lines of the child's report, if it is a regular file (not a link or FIFO put there by the program),
+    up to REPORT_BYTES."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return []
+    with os.fdopen(fd, "rb") as f:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        return f.read(REPORT_BYTES).decode("utf-8", "replace").splitlines() if regular else []
+
+
+ACCURACY = {"math": accuracy_reward, "code": code_reward, "countdown": countdown_reward}  # by a row's "task"
+
+
+def accuracy_rewards(completions: list[str], rows: list[dict], rewards: dict = ACCURACY, workers: int | None = None):
+    """The accuracy reward of each completion against its row, by the row's task. A bounded pool of threads scores
+    them; each code completion waits on its own sandboxed child, so a batch of programs runs in parallel."""
+    from concurrent.futures import ThreadPoolExecutor  # imported here: see run_sandboxed
+    with ThreadPoolExecutor(workers or os.cpu_count()) as pool:
+        return list(pool.map(lambda c, row: rewards[row.get("task", "math")](c, **row), completions, rows))
+
+
+# --------------------------------------------------------------------------------------------------- datasets
+# The fields that tell a row's dataset, tried in this order; what each becomes is in to_row and data/README.md.
+FIELDS = {"code": ("prompt", "tests"), "countdown": ("nums", "target"), "competition_math": ("problem", "solution"),
+          "gsm8k": ("question", "answer"), "math": ("prompt", "answer")}
+
+
+def to_row(raw: dict, task: str = "auto") -> dict:
+    r"""A dataset row in the fields the rewards read, with its reward's "task" (math, code or countdown). GSM8K's
+    question and MATH's problem become the prompt and MATH's last `\boxed{}` the answer; a countdown row gets its
+    prompt. Other fields stay. Raises ValueError saying what is missing or wrong."""
+    if task == "auto":
+        task = next((t for t, need in FIELDS.items() if all(f in raw for f in need)), "math")
+    missing = [f for f in FIELDS[task] if f not in raw]
+    if missing:
+        raise ValueError(f"missing field(s) {', '.join(missing)} for a {task} row")
+    row = dict(raw, task={"gsm8k": "math", "competition_math": "math"}.get(task, task))
+    if task == "gsm8k":
+        row["prompt"] = raw["question"]
+    if task == "competition_math":
+        row.update(prompt=raw["problem"], answer=last_boxed(str(raw["solution"])))
+        if row["answer"] is None:
+            raise ValueError("the solution has no \\boxed{} answer")
+    if task == "countdown":
+        if not (isinstance(raw["nums"], list) and raw["nums"] and all(type(n) is int for n in raw["nums"] + [raw["target"]])):
+            raise ValueError(f"nums must be a list of integers and target an integer, got {raw['nums']}, {raw['target']}")
+        row.setdefault("prompt", countdown_prompt(raw["nums"], raw["target"]))
+    if task == "code":
+        if not (isinstance(raw["tests"], list) and raw["tests"] and all(isinstance(t, str) for t in raw["tests"])):
+            raise ValueError("tests must be a non-empty list of assert statements (strings)")
+        for test in raw["tests"]:
+            parse_test(test)
+    if row["task"] == "math" and (isinstance(row["answer"], bool) or not isinstance(row["answer"], (str, int, float))):
+        raise ValueError(f"answer must be a string or a number, got {json.dumps(row['answer'])}")
+    if not isinstance(row["prompt"], str) or not row["prompt"].strip():
+        raise ValueError("prompt must be a non-empty string")
+    return row
+
+
+# ------------------------------------------------------------------------------------- the sandbox's child side
+# `python -I -S rewards.py TMP` (started by run_sandboxed): read TMP/job.json, confine this process, run the program
+# as a module named "solution" (so its `if __name__ == "__main__"` block does not run), evaluate each expression in
+# its namespace, and write `[index, repr(value)]` lines to TMP/report.jsonl.
+
+LANDLOCK_CREATE_RULESET, LANDLOCK_ADD_RULE, LANDLOCK_RESTRICT_SELF = 444, 445, 446  # the same on every architecture
+LANDLOCK_READ = 0b1101  # execute, read file, read directory
+PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+# The system calls the child may not make, by architecture: (audit arch, numbers). x86_64: clone fork vfork clone3
+# execve execveat (processes and threads), kill tkill tgkill rt_sigqueueinfo rt_tgsigqueueinfo pidfd_send_signal
+# (signals), ptrace process_vm_readv process_vm_writev pidfd_getfd (other processes), socket io_uring_setup
+# (network). aarch64: the same calls (it has no fork or vfork).
+FORBIDDEN_SYSCALLS = {
+    "x86_64": (0xC000003E, [56, 57, 58, 435, 59, 322, 62, 200, 234, 129, 297, 424, 101, 310, 311, 438, 41, 425]),
+    "aarch64": (0xC00000B7, [220, 435, 221, 281, 129, 130, 131, 138, 240, 424, 117, 270, 271, 438, 198, 425]),
+}
+
+
+def confine(tmp: str, cpu_seconds: int, memory_mb: int) -> None:
+    """Everything the child may not do, applied to itself before the program runs (README, "The code sandbox")."""
+    import ctypes
+    import resource
+    for limit, value in ((resource.RLIMIT_CPU, cpu_seconds), (resource.RLIMIT_AS, memory_mb << 20),
+                         (resource.RLIMIT_FSIZE, REPORT_BYTES), (resource.RLIMIT_NOFILE, 64),
+                         (resource.RLIMIT_NPROC, 0), (resource.RLIMIT_CORE, 0)):
+        resource.setrlimit(limit, (value, value))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # required by both Landlock and seccomp, and final
+    if os.geteuid() == 0:  # root's capabilities would override the limits below: keep uid 0 (it may own Python's
+        header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # files), drop every capability (capset, version 3)
+        if libc.capset(header, (ctypes.c_uint32 * 6)()) != 0:
+            raise OSError(ctypes.get_errno(), "capset")
+    restrict_files(ctypes, libc, tmp)
+    forbid_syscalls(ctypes, libc)
+
+
+def restrict_files(ctypes, libc, tmp: str) -> None:
+    """Landlock (Linux 5.13+, no root needed): read Python's standard library, do anything inside the temp dir,
+    nothing else on the file system. Skipped where the kernel has no Landlock (the README says what that leaves)."""
+    abi = libc.syscall(ctypes.c_long(LANDLOCK_CREATE_RULESET), None, ctypes.c_long(0), ctypes.c_long(1))
+    if abi < 1:
+        return
+    handled = (1 << {1: 13, 2: 14, 3: 15, 4: 15}.get(abi, 16)) - 1  # every file-system right this ABI knows
+
+    class PathBeneath(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+    ruleset = libc.syscall(ctypes.c_long(LANDLOCK_CREATE_RULESET), ctypes.byref(ctypes.c_uint64(handled)),
+                           ctypes.c_long(8), ctypes.c_long(0))
+    for path, access in [(p, LANDLOCK_READ) for p in sys.path if os.path.isdir(p)] + [(tmp, handled)]:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        rule = PathBeneath(access, fd)
+        if libc.syscall(ctypes.c_long(LANDLOCK_ADD_RULE), ctypes.c_long(ruleset), ctypes.c_long(1),
+                        ctypes.byref(rule), ctypes.c_long(0)) != 0:
+            raise OSError(ctypes.get_errno(), f"landlock_add_rule {path}")
+        os.close(fd)
+    if libc.syscall(ctypes.c_long(LANDLOCK_RESTRICT_SELF), ctypes.c_long(ruleset), ctypes.c_long(0)) != 0:
+        raise OSError(ctypes.get_errno(), "landlock_restrict_self")
+
+
+def forbid_syscalls(ctypes, libc) -> None:
+    """seccomp: fail with EPERM each FORBIDDEN_SYSCALLS call, and every call made through another ABI (i386, x32),
+    which would get around the list. A classic BPF program: load the arch, then the call number, compare."""
+    if platform.machine() not in FORBIDDEN_SYSCALLS:
+        return
+    arch, numbers = FORBIDDEN_SYSCALLS[platform.machine()]
+    LOAD, JUMP_EQ, JUMP_GE, RETURN = 0x20, 0x15, 0x35, 0x06
+    deny = len(numbers) + 5  # the index of the last instruction; jump offsets count from the next instruction
+    program = [(LOAD, 0, 0, 4), (JUMP_EQ, 0, deny - 2, arch), (LOAD, 0, 0, 0), (JUMP_GE, deny - 4, 0, 0x40000000)]
+    program += [(JUMP_EQ, deny - 5 - i, 0, n) for i, n in enumerate(numbers)]
+    program += [(RETURN, 0, 0, 0x7FFF0000), (RETURN, 0, 0, 0x00050000 | errno.EPERM)]  # allow; deny
+
+    class Instruction(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Instruction))]
+
+    instructions = (Instruction * len(program))(*program)
+    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(Program(len(program), instructions)), 0, 0):
+        raise OSError(ctypes.get_errno(), "seccomp")
+
+
+def run_job(tmp: str) -> None:
+    with open(os.path.join(tmp, "job.json")) as f:
+        job = json.load(f)
+    report = open(os.path.join(tmp, "report.jsonl"), "w")
+    confine(tmp, job["cpu_seconds"], job["memory_mb"])
+    namespace = {"__name__": "solution"}
+    try:
+        exec(compile(job["program"], "solution.py", "exec"), namespace)
+    except BaseException:  # SystemExit too: a program that stops before the tests passes none of them
+        return
+    for i, source in enumerate(job["expressions"]):
+        try:
+            report.write(json.dumps([i, repr(eval(source, namespace))]) + "\n")
+            report.flush()
+        except BaseException:  # this test fails; the next one still runs
+            continue
+
+
+if __name__ == "__main__":
+    run_job(sys.argv[1])

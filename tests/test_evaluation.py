@@ -6,6 +6,7 @@ import pytest
 
 import grpo
 from grpo import RECHECK, majority_vote
+from rewards import accuracy_reward
 
 
 def answer(x):
@@ -21,7 +22,8 @@ def answer(x):
     (["no tags", answer(5)], "#### 5", 1.0),  # completions without an answer do not vote
 ])
 def test_majority_vote(completions, gold, expected):
-    assert majority_vote(completions, gold) == expected
+    accuracies = [accuracy_reward(c, answer=gold) for c in completions]
+    assert majority_vote(completions, accuracies) == expected
 
 
 @pytest.mark.parametrize("text, found", [("Wait, 3 * 4 is 12", True), ("let me check: yes", True),

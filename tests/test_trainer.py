@@ -112,8 +112,8 @@ def test_cli_runs_under_torchrun(model_dir, tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ('{"prompt": "a", "answer": "1"}\n{"prompt": "b", "answer": \n', r"train\.jsonl:2: not valid JSON"),
-    ('{"prompt": "a", "answer": "1"}\n\n{"prompt": "b"}\n', r"train\.jsonl:3: missing field\(s\) answer"),
-    ('["prompt", "answer"]\n', r"train\.jsonl:1: expected a JSON object with prompt, answer"),
+    ('{"prompt": "a", "answer": "1"}\n\n{"prompt": "b"}\n', r"train\.jsonl:3: missing field\(s\) answer for a math row"),
+    ('["prompt", "answer"]\n', r"train\.jsonl:1: expected a JSON object"),
     ('{"prompt": 5, "answer": "1"}\n', r"train\.jsonl:1: prompt must be a non-empty string"),
     ('{"prompt": "a", "answer": null}\n', r"train\.jsonl:1: answer must be a string or a number, got null"),
     (b'{"prompt": "a", "answer": "1"}\n{"prompt": "\xff"}\n', r"train\.jsonl:2: not UTF-8 text"),

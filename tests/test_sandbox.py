@@ -1,0 +1,179 @@
+"""The code reward and its sandbox: right programs pass, and hostile ones score 0 (or their honest partial score),
+end within the timeout plus a small bound, and leave this test process as it was."""
+import os
+import signal
+import socket
+import time
+
+import pytest
+
+from rewards import accuracy_rewards, code_reward, extract_program, parse_test
+
+TIMEOUT = 2.0
+SLACK = 3.0  # seconds beyond the timeout that a child may take to be killed and cleaned up
+ADD_TESTS = ["assert add(1, 2) == 3", "assert add(-4, 4) == 0", "assert add(10, -3) == 7"]
+ADD = "def add(a, b):\n    return a + b\n"
+
+
+def answer(program: str) -> str:
+    return f"<think>plan</think><answer>\n```python\n{program}```\n</answer>"
+
+
+def run(program: str, tests=ADD_TESTS, timeout=TIMEOUT) -> float:
+    """The reward of a program, checking that it ended in time and left no child process behind."""
+    start = time.perf_counter()
+    reward = code_reward(answer(program), tests, timeout=timeout)
+    assert time.perf_counter() - start < timeout + SLACK
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # no child of ours is left, running or unreaped
+    return reward
+
+
+@pytest.mark.parametrize("program, expected", [
+    (ADD, 1.0),
+    ("def add(a, b):\n    return a - b\n", 0.0),
+    ("def add(a, b):\n    return 3\n", 1 / 3),
+    ("import math, collections, itertools, functools, heapq, fractions, decimal, random, json\n" + ADD, 1.0),
+    ("if __name__ == '__main__':\n    input()\n" + ADD, 1.0),  # runs as a module: the main block does not
+    ("def add(a, b):\n    return float(a + b)\n", 1.0),  # 3.0 == 3, as in Python's own assert
+    ("def add(a, b):\n    return str(a + b)\n", 0.0),
+    ("def add(a, b):\n    if a == 10:\n        raise ValueError\n    return a + b\n", 2 / 3),
+    ("def add(a, b):\n    return a +\n", 0.0),  # a syntax error
+])
+def test_the_reward_is_the_fraction_of_tests_passed(program, expected):
+    assert run(program) == pytest.approx(expected)
+
+
+def test_each_test_form_is_checked_here(tmp_path):
+    program = "def f(x):\n    return [x, x] if x else None\n"
+    tests = ["assert f(1) == [1, 1]", "assert [2, 2] == f(2)", "assert f(0) is None", "assert f(3) != [3]",
+             "assert f(1)", "assert not f(0)", "assert len(f(5)) > 1", "assert f(1) == [1]"]
+    assert run(program, tests) == 7 / 8
+
+
+@pytest.mark.parametrize("test", ["add(1, 2) == 3", "assert 1 < add(1, 2) < 4", "assert add(1, 2) in (3,)",
+                                  "assert True\nassert False", "import os"])
+def test_unsupported_tests_are_refused_up_front(test):
+    with pytest.raises(ValueError, match="test"):
+        parse_test(test)
+
+
+@pytest.mark.parametrize("completion, program", [
+    ("<answer>```python\nx = 1\n```</answer>", "x = 1\n"),
+    ("<answer>x = 1</answer>", "x = 1"),
+    ("<answer>```\na = 1\n```\ntext\n```py\nb = 2\n```</answer>", "a = 1\n\nb = 2\n"),
+    ("<think>x = 1</think>", None),
+])
+def test_extract_program(completion, program):
+    assert extract_program(completion) == program
+
+
+# -------------------------------------------------------------------------------------------- hostile programs
+
+
+def test_an_infinite_loop_is_killed_at_the_timeout():
+    assert run("while True:\n    pass\n" + ADD) == 0.0
+
+
+def test_an_infinite_loop_in_one_test_keeps_the_tests_before_it():
+    program = "def add(a, b):\n    while a == 10:\n        pass\n    return a + b\n"
+    assert run(program) == pytest.approx(2 / 3)
+
+
+def test_a_fork_bomb_cannot_fork():
+    assert run("import os\nwhile True:\n    os.fork()\n" + ADD) == 0.0
+    assert run("import threading\nthreading.Thread(target=print).start()\n" + ADD) == 0.0
+    assert run("import subprocess\nsubprocess.run(['true'])\n" + ADD) == 0.0
+
+
+def test_a_10_gb_allocation_fails():
+    assert run("x = bytearray(10 * 2**30)\n" + ADD) == 0.0
+
+
+def test_no_file_outside_the_temp_dir_can_be_written_or_read(tmp_path):
+    target = tmp_path / "escaped.txt"
+    assert run(f"open({str(target)!r}, 'w').write('x')\n" + ADD) == 0.0
+    assert not target.exists()
+    secret = tmp_path / "answers.jsonl"  # say, the dataset with the expected values
+    secret.write_text("3")
+    assert run(f"open({str(secret)!r}).read()\n" + ADD) == 0.0
+    assert run("open('/etc/hostname').read()\n" + ADD) == 0.0
+    assert run("open('scratch.txt', 'w').write('fine')\nassert open('scratch.txt').read() == 'fine'\n" + ADD) == 1.0
+
+
+def test_the_parent_environment_is_not_visible(monkeypatch):
+    monkeypatch.setenv("GRPO_TEST_SECRET", "hunter2")
+    program = "import os\ndef secret():\n    return os.environ.get('GRPO_TEST_SECRET')\n"
+    assert run(program, ["assert secret() == 'hunter2'"]) == 0.0
+    assert run("def secret():\n    return 'hunter2'\n", ["assert secret() == 'hunter2'"]) == 1.0  # could pass
+
+
+def test_no_connection_to_a_local_socket():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(0.5)
+        port = server.getsockname()[1]
+        program = f"import socket\nsocket.create_connection(('127.0.0.1', {port})).sendall(b'x')\n" + ADD
+        assert run(program) == 0.0
+        udp = f"import socket\nsocket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('127.0.0.1', {port}))\n"
+        assert run(udp + ADD) == 0.0
+        with pytest.raises(socket.timeout):
+            server.accept()
+
+
+@pytest.mark.parametrize("stop", ["import sys\nsys.exit(0)\n", "import os\nos._exit(0)\n", "raise SystemExit\n"])
+def test_stopping_before_the_tests_passes_nothing(stop):
+    assert run("def add(a, b):\n    return a + b\n" + stop) == 0.0
+
+
+def test_printing_or_writing_what_success_looks_like_passes_nothing():
+    forged = "\n".join(f"print({line!r})" for line in ["[0, \"3\"]", "all tests passed", "OK"])
+    assert run(forged + "\ndef add(a, b):\n    return 0\nimport os\nos._exit(0)\n") == 0.0
+    # The report is a file in the temp dir, so the program can write it; but it holds values, not verdicts, and the
+    # expected values never reach the child: a forged report must guess them.
+    report = "open('report.jsonl', 'w').write(''.join(f'[{i}, \"True\"]\\n' for i in range(3)))\nimport os\nos._exit(0)\n"
+    assert run("def add(a, b):\n    return 0\n" + report) == 0.0
+
+
+def test_a_signal_to_the_parent_is_not_delivered():
+    received = []
+    previous = signal.signal(signal.SIGUSR1, lambda *_: received.append(1))
+    try:
+        program = "import os, signal\nos.kill(os.getppid(), signal.SIGUSR1)\n" + ADD
+        assert run(program) == 0.0
+        group = "import os, signal\nos.killpg(os.getpgid(os.getppid()), signal.SIGUSR1)\n" + ADD
+        assert run(group) == 0.0
+        time.sleep(0.1)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert received == []
+
+
+def test_deep_recursion_only_ends_the_child():
+    program = "import sys\nsys.setrecursionlimit(10**9)\ndef add(a, b):\n    return add(a, b)\n"
+    assert run(program) == 0.0
+    assert run("def add(a, b):\n    return add(a, b)\n") == 0.0  # a RecursionError fails each test
+
+
+def test_100_mb_of_output_is_dropped_and_capped():
+    assert run("print('x' * 100_000_000)\n" + ADD) == 1.0  # stdout goes nowhere: it neither helps nor hurts
+    assert run("open('big.txt', 'w').write('x' * 100_000_000)\n" + ADD) == 0.0  # files are capped at 1 MiB
+    assert run("def add(a, b):\n    return 'x' * 100_000_000\n") == 0.0  # so is the report
+
+
+def test_patching_the_harness_or_assert_passes_nothing():
+    program = ("import builtins, json, operator\n"
+               "builtins.repr = lambda value: 'True'\n"
+               "json.dumps = lambda value: '[0, \"True\"]'\n"
+               "operator.eq = lambda a, b: True\n"
+               "builtins.AssertionError = type('Never', (Exception,), {})\n"
+               "class Anything(int):\n    def __eq__(self, other):\n        return True\n"
+               "def add(a, b):\n    return Anything(0)\n")
+    assert run(program) == 0.0
+
+
+def test_a_batch_of_programs_is_scored_in_order():
+    rows = [{"task": "code", "tests": ADD_TESTS, "timeout": TIMEOUT}] * 8
+    completions = [answer(ADD if i % 2 else "def add(a, b):\n    return None\n") for i in range(8)]
+    assert accuracy_rewards(completions, rows) == [0.0, 1.0] * 4
