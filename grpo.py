@@ -377,7 +377,8 @@ def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator,
                "recheck": sum(bool(RECHECK.search(t)) for t in texts) / len(texts)}
     metrics = reduce_over_ranks(metrics, world) | update
     metrics |= {"lr": opt.param_groups[0]["lr"], "time_sample": t1 - t0, "time_train": time.perf_counter() - t1}
-    examples = [{"prompt": rows[b]["prompt"], "answer": rows[b]["answer"], "completion": texts[b * cfg.G],
+    examples = [{"prompt": rows[b]["prompt"], **{k: rows[b][k] for k in ("answer", "tests", "nums", "target")
+                                                 if k in rows[b]}, "completion": texts[b * cfg.G],
                  "reward": r["reward"][b * cfg.G].item()} for b in range(min(4, len(rows)))]  # one per question
     return metrics, examples
 

@@ -27,7 +27,7 @@ TEMPLATE = (
 )
 
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
-FORMAT = re.compile(r"\s*<think>.*</think>\s*<answer>.*</answer>\s*", re.DOTALL)
+FORMAT = re.compile(r"\s*<think>.*\S.*</think>\s*<answer>.*\S.*</answer>\s*", re.DOTALL)
 ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 THINKING = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
 
@@ -38,7 +38,8 @@ def r1_zero_prompt(prompt: str) -> str:
 
 
 def format_reward(completion: str, **row) -> float:
-    """1 if the completion is `<think>...</think> <answer>...</answer>` and only whitespace around, each tag once."""
+    """1 if the completion is `<think>...</think> <answer>...</answer>` and only whitespace around, each tag once
+    and neither block empty (empty tags would earn the reward without any reasoning or answer)."""
     once = all(completion.count(tag) == 1 for tag in TAGS)
     return float(once and FORMAT.fullmatch(completion) is not None)
 
@@ -305,11 +306,15 @@ ACCURACY = {"math": accuracy_reward, "code": code_reward, "countdown": countdown
 
 
 def accuracy_rewards(completions: list[str], rows: list[dict], rewards: dict = ACCURACY, workers: int | None = None):
-    """The accuracy reward of each completion against its row, by the row's task. A bounded pool of threads scores
-    them; each code completion waits on its own sandboxed child, so a batch of programs runs in parallel."""
+    """The accuracy reward of each completion against its row, by the row's task. Code rows are scored by a bounded
+    pool of threads, each waiting on its own sandboxed child, so a batch of programs runs in parallel; the others
+    here, in this thread (math-verify's timeouts work only in the main thread)."""
     from concurrent.futures import ThreadPoolExecutor  # imported here: see run_sandboxed
+    score = lambda i: rewards[rows[i].get("task", "math")](completions[i], **rows[i])  # noqa: E731
+    code = [i for i, row in enumerate(rows) if row.get("task") == "code"]
     with ThreadPoolExecutor(workers or os.cpu_count()) as pool:
-        return list(pool.map(lambda c, row: rewards[row.get("task", "math")](c, **row), completions, rows))
+        ran = dict(zip(code, pool.map(score, code)))
+    return [ran[i] if i in ran else score(i) for i in range(len(rows))]
 
 
 # --------------------------------------------------------------------------------------------------- datasets

@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM
 
 import grpo
 from grpo import Batch, Config, DataError, completion_logprobs, load_rows, masked_aggregate, per_token_loss
+from rewards import to_row
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -193,3 +194,30 @@ def test_the_reference_model_is_loaded_only_when_beta_is_positive(model_dir, bet
     policy, sampler, ref = grpo.load_models(Config(model=model_dir, beta=beta), torch.device("cpu"))
     assert (ref is not None) == with_ref and sampler is policy  # on CPU the float32 policy samples itself
     assert ref is None or not any(p.requires_grad for p in ref.parameters())
+
+
+@pytest.mark.parametrize("name", ["gsm8k", "competition_math", "code", "countdown"])
+def test_cli_trains_on_each_dataset_format(model_dir, tmp_path, name):
+    data = os.path.join(ROOT, "data", "examples", name + ".jsonl")
+    grpo.main(cli_args(model_dir, data, tmp_path / "out") + ["--task", name, "--eval-data", data, "--eval-k", "2"])
+    lines = [json.loads(line) for line in open(tmp_path / "out" / "metrics.jsonl")]
+    assert [m["step"] for m in lines if "reward" in m] == [1, 2]
+    assert [m["step"] for m in lines if "eval/greedy_pass@1" in m] == [0, 2]
+
+
+def test_score_reads_each_row_by_its_task():
+    rows = [to_row({"prompt": "add", "tests": ["assert add(2, 2) == 4"]}), to_row({"nums": [2, 3], "target": 6}),
+            to_row({"question": "2 + 2?", "answer": "#### 4"})]
+    completions = ["<think>a</think><answer>def add(a, b):\n    return a + b</answer>", "<answer>def add</answer>",
+                   "<think>b</think><answer>2 * 3</answer>", "<answer>2 + 3</answer>",
+                   "<think>c</think><answer>4</answer>", "<answer>5</answer>"]
+    scores = grpo.score(completions, rows, 2, Config())
+    assert scores["accuracy"].tolist() == [1, 0] * 3 and scores["format"].tolist() == [1, 0] * 3
+    assert scores["reward"].tolist() == [2, 0] * 3
+
+
+def test_math_verify_flag_needs_the_package(model_dir, monkeypatch, capsys):
+    monkeypatch.setattr(grpo.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(SystemExit):
+        grpo.parse_config(["--model", model_dir, "--math-verify"])
+    assert "--math-verify needs the math-verify package" in capsys.readouterr().err
