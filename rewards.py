@@ -10,7 +10,6 @@ import errno
 import json
 import operator
 import os
-import platform
 import re
 import stat
 import sys
@@ -266,8 +265,12 @@ def code_reward(completion: str, tests: list[str], timeout: float = 4.0, memory_
 def run_sandboxed(program: str, expressions: list[str], timeout: float, memory_mb: int) -> list:
     """Run `program` in a confined child, then evaluate each expression in its namespace: their values, NOT_RUN
     where one raised or the child had died. After `timeout` seconds the child's whole process group is killed."""
-    import subprocess  # imported here, like tempfile, so that the child (which runs this file) starts faster
+    import select  # imported here, like the others, so that the child (which runs this file) starts faster
+    import signal
+    import subprocess
     import tempfile
+    if sys.platform != "linux":
+        raise OSError("the code sandbox needs Linux (README, 'The code sandbox')")
     with tempfile.TemporaryDirectory(prefix="grpo-sandbox-", ignore_cleanup_errors=True) as tmp:
         with open(os.path.join(tmp, "job.json"), "w") as f:
             json.dump({"program": program, "expressions": expressions, "cpu_seconds": int(timeout) + 1,
@@ -275,11 +278,12 @@ def run_sandboxed(program: str, expressions: list[str], timeout: float, memory_m
         child = subprocess.Popen([sys.executable, "-I", "-S", os.path.abspath(__file__), tmp], cwd=tmp, env={},
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                  start_new_session=True)
-        try:
-            child.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, 9)  # SIGKILL to the child's process group
-            child.wait()
+        pidfd = os.pidfd_open(child.pid)  # readable when the child exits: no polling loop, as Popen.wait has
+        exited = select.select([pidfd], [], [], timeout)[0]
+        os.close(pidfd)
+        if not exited:
+            os.killpg(child.pid, signal.SIGKILL)  # the child's whole process group
+        child.wait()
         values = [NOT_RUN] * len(expressions)
         for line in read_report(os.path.join(tmp, "report.jsonl")):
             try:
@@ -420,9 +424,9 @@ def restrict_files(ctypes, libc, tmp: str) -> None:
 def forbid_syscalls(ctypes, libc) -> None:
     """seccomp: fail with EPERM each FORBIDDEN_SYSCALLS call, and every call made through another ABI (i386, x32),
     which would get around the list. A classic BPF program: load the arch, then the call number, compare."""
-    if platform.machine() not in FORBIDDEN_SYSCALLS:
+    if os.uname().machine not in FORBIDDEN_SYSCALLS:
         return
-    arch, numbers = FORBIDDEN_SYSCALLS[platform.machine()]
+    arch, numbers = FORBIDDEN_SYSCALLS[os.uname().machine]
     LOAD, JUMP_EQ, JUMP_GE, RETURN = 0x20, 0x15, 0x35, 0x06
     deny = len(numbers) + 5  # the index of the last instruction; jump offsets count from the next instruction
     program = [(LOAD, 0, 0, 4), (JUMP_EQ, 0, deny - 2, arch), (LOAD, 0, 0, 0), (JUMP_GE, deny - 4, 0, 0x40000000)]
