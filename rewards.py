@@ -13,6 +13,7 @@ import os
 import re
 import stat
 import sys
+import warnings
 from fractions import Fraction
 
 # DeepSeek-R1, Table 1. The template ends with "Assistant:", so `<think>` is part of the *completion*:
@@ -197,8 +198,11 @@ def countdown_reward(completion: str, nums: list[int], target: int, **row) -> fl
 FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
 COMPARISONS = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
                ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not}
+BUILDERS = {"set": set, "frozenset": frozenset, "tuple": tuple, "list": list, "dict": dict, "float": float}
 NOT_RUN = object()  # the value of an expression the child did not report: it raised, or the child died first
 REPORT_BYTES = 1 << 20  # the most of a child's report (and of any file it writes) that counts
+VALUE_BYTES = 1 << 16  # the longest repr of one value read back: a set literal of colliding hashes reads in O(n^2)
+warnings.filterwarnings("ignore", module="<report>")  # a report's "0x1for" must not print warnings in the trainer
 
 
 def extract_program(completion: str) -> str | None:
@@ -221,23 +225,32 @@ def parse_test(test: str) -> tuple:
     if isinstance(claim, ast.Compare):
         if len(claim.ops) != 1 or type(claim.ops[0]) not in COMPARISONS:
             raise ValueError(f"a test compares once, with == != < <= > >= is or is not, got {test!r}")
-        return COMPARISONS[type(claim.ops[0])], [operand(claim.left), operand(claim.comparators[0])]
+        operands = [operand(claim.left), operand(claim.comparators[0])]
+        if not any(known for known, _ in operands):  # both sides would run in the child, which could rig both
+            raise ValueError(f"a test compares with a value written out (a literal), got {test!r}")
+        return COMPARISONS[type(claim.ops[0])], operands
     if isinstance(claim, ast.UnaryOp) and isinstance(claim.op, ast.Not):
         return operator.not_, [operand(claim.operand)]
     return bool, [operand(claim)]
 
 
 def operand(node: ast.expr) -> tuple[bool, object]:
+    """(True, value) for a value known here: a literal, or one of BUILDERS applied to literals (`set((4, 5))`,
+    `float('inf')`); else (False, source), for the child to evaluate."""
     try:
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in BUILDERS and not node.keywords:
+            return True, BUILDERS[node.func.id](*map(ast.literal_eval, node.args))
         return True, ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return False, ast.unparse(node)
 
 
 def literal(text) -> object:
-    """A value the child reported, read as a Python literal (never run); NOT_RUN if it is not one."""
+    """A value the child reported, read as a Python literal (parsed, never run); NOT_RUN if it is not one."""
     try:
-        return ast.literal_eval(text) if isinstance(text, str) else NOT_RUN
+        if not isinstance(text, str) or len(text) > VALUE_BYTES:
+            return NOT_RUN
+        return ast.literal_eval(compile(text, "<report>", "eval", ast.PyCF_ONLY_AST))
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return NOT_RUN
 
@@ -271,7 +284,8 @@ def run_sandboxed(program: str, expressions: list[str], timeout: float, memory_m
     import tempfile
     if sys.platform != "linux":
         raise OSError("the code sandbox needs Linux (README, 'The code sandbox')")
-    with tempfile.TemporaryDirectory(prefix="grpo-sandbox-", ignore_cleanup_errors=True) as tmp:
+    tmp = tempfile.mkdtemp(prefix="grpo-sandbox-")
+    try:
         with open(os.path.join(tmp, "job.json"), "w") as f:
             json.dump({"program": program, "expressions": expressions, "cpu_seconds": int(timeout) + 1,
                        "memory_mb": memory_mb}, f)
@@ -292,6 +306,9 @@ def run_sandboxed(program: str, expressions: list[str], timeout: float, memory_m
             except (ValueError, TypeError, IndexError, RecursionError):
                 continue
         return values
+    finally:  # rm, not shutil.rmtree, which recurses: a program that nests 1000 directories would make it raise
+        subprocess.run(["rm", "-rf", "--", tmp], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
 
 
 def read_report(path: str) -> list[str]:
@@ -366,15 +383,36 @@ def to_row(raw: dict, task: str = "auto") -> dict:
 
 LANDLOCK_CREATE_RULESET, LANDLOCK_ADD_RULE, LANDLOCK_RESTRICT_SELF = 444, 445, 446  # the same on every architecture
 LANDLOCK_READ = 0b1101  # execute, read file, read directory
+LANDLOCK_READ_WRITE = 0b100000000001110  # read file, read directory, write file, truncate: no new files or links
 PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
-# The system calls the child may not make, by architecture: (audit arch, numbers). x86_64: clone fork vfork clone3
-# execve execveat (processes and threads), kill tkill tgkill rt_sigqueueinfo rt_tgsigqueueinfo pidfd_send_signal
-# (signals), ptrace process_vm_readv process_vm_writev pidfd_getfd (other processes), socket io_uring_setup
-# (network). aarch64: the same calls (it has no fork or vfork).
+# The system calls the child may not make (they fail with EPERM): name: (x86_64 number, aarch64 number or None).
 FORBIDDEN_SYSCALLS = {
-    "x86_64": (0xC000003E, [56, 57, 58, 435, 59, 322, 62, 200, 234, 129, 297, 424, 101, 310, 311, 438, 41, 425]),
-    "aarch64": (0xC00000B7, [220, 435, 221, 281, 129, 130, 131, 138, 240, 424, 117, 270, 271, 438, 198, 425]),
+    # new processes and threads
+    "clone": (56, 220), "clone3": (435, 435), "fork": (57, None), "vfork": (58, None), "execve": (59, 221),
+    "execveat": (322, 281),
+    # signals, and acting on other processes (same-uid processes would otherwise allow it)
+    "kill": (62, 129), "tkill": (200, 130), "tgkill": (234, 131), "rt_sigqueueinfo": (129, 138),
+    "rt_tgsigqueueinfo": (297, 240), "pidfd_open": (434, 434), "pidfd_send_signal": (424, 424),
+    "pidfd_getfd": (438, 438), "ptrace": (101, 117), "process_vm_readv": (310, 270),
+    "process_vm_writev": (311, 271), "process_madvise": (440, 440), "process_mrelease": (448, 448),
+    "kcmp": (312, 272), "prlimit64": (302, 261), "setpriority": (141, 140), "sched_setparam": (142, 118),
+    "sched_setscheduler": (144, 119), "sched_setaffinity": (203, 122), "sched_setattr": (314, 274),
+    "ioprio_set": (251, 30), "migrate_pages": (256, 238), "move_pages": (279, 239),
+    # network (socketpair too: with F_SETOWN or FIOSETOWN a socket can signal another process)
+    "socket": (41, 198), "socketpair": (53, 199), "io_uring_setup": (425, 425),
+    # file metadata, which Landlock does not cover
+    "chmod": (90, None), "fchmod": (91, 52), "fchmodat": (268, 53), "fchmodat2": (452, 452), "utime": (132, None),
+    "utimes": (235, None), "futimesat": (261, None), "utimensat": (280, 88), "setxattr": (188, 5),
+    "lsetxattr": (189, 6), "fsetxattr": (190, 7), "removexattr": (197, 14), "lremovexattr": (198, 15),
+    "fremovexattr": (199, 16), "setxattrat": (463, 463), "removexattrat": (466, 466),
+    # state that would outlive the child
+    "shmget": (29, 194), "semget": (64, 190), "msgget": (68, 186), "mq_open": (240, 180), "add_key": (248, 217),
+    "request_key": (249, 218), "keyctl": (250, 219),
+    # namespaces
+    "unshare": (272, 97), "setns": (308, 268),
 }
+FCNTL = (72, 25)  # fcntl is allowed but for F_SETOWN, F_SETSIG and F_SETOWN_EX, which aim SIGIO at a process
+AUDIT_ARCH = {"x86_64": (0, 0xC000003E), "aarch64": (1, 0xC00000B7)}  # the column above, and the arch seccomp sees
 
 
 def confine(tmp: str, cpu_seconds: int, memory_mb: int) -> None:
@@ -397,41 +435,44 @@ def confine(tmp: str, cpu_seconds: int, memory_mb: int) -> None:
 
 
 def restrict_files(ctypes, libc, tmp: str) -> None:
-    """Landlock (Linux 5.13+, no root needed): read Python's standard library, do anything inside the temp dir,
-    nothing else on the file system. Skipped where the kernel has no Landlock (the README says what that leaves)."""
-    abi = libc.syscall(ctypes.c_long(LANDLOCK_CREATE_RULESET), None, ctypes.c_long(0), ctypes.c_long(1))
+    """Landlock (Linux 5.13+, no root needed): read Python's standard library, read and write the files already in
+    the temp dir, nothing else on the file system; from ABI 4 no TCP, from ABI 6 no signal to any process outside
+    the sandbox. Skipped where the kernel has no Landlock (the README says what that leaves)."""
+    syscall = lambda *args: libc.syscall(*map(ctypes.c_long, args))  # noqa: E731
+    abi = syscall(LANDLOCK_CREATE_RULESET, 0, 0, 1)  # flag 1: ask for the ABI version
     if abi < 1:
         return
     handled = (1 << {1: 13, 2: 14, 3: 15, 4: 15}.get(abi, 16)) - 1  # every file-system right this ABI knows
+    ruleset_attr = (ctypes.c_uint64 * 3)(handled, 0b11 if abi >= 4 else 0, 0b11 if abi >= 6 else 0)
+    ruleset = syscall(LANDLOCK_CREATE_RULESET, ctypes.addressof(ruleset_attr), ctypes.sizeof(ruleset_attr), 0)
 
     class PathBeneath(ctypes.Structure):
         _pack_ = 1
         _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
 
-    ruleset = libc.syscall(ctypes.c_long(LANDLOCK_CREATE_RULESET), ctypes.byref(ctypes.c_uint64(handled)),
-                           ctypes.c_long(8), ctypes.c_long(0))
-    for path, access in [(p, LANDLOCK_READ) for p in sys.path if os.path.isdir(p)] + [(tmp, handled)]:
-        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-        rule = PathBeneath(access, fd)
-        if libc.syscall(ctypes.c_long(LANDLOCK_ADD_RULE), ctypes.c_long(ruleset), ctypes.c_long(1),
-                        ctypes.byref(rule), ctypes.c_long(0)) != 0:
+    for path, access in [(p, LANDLOCK_READ) for p in sys.path if os.path.isdir(p)] + [(tmp, LANDLOCK_READ_WRITE)]:
+        rule = PathBeneath(access & handled, os.open(path, os.O_PATH | os.O_CLOEXEC))
+        if syscall(LANDLOCK_ADD_RULE, ruleset, 1, ctypes.addressof(rule), 0) != 0:
             raise OSError(ctypes.get_errno(), f"landlock_add_rule {path}")
-        os.close(fd)
-    if libc.syscall(ctypes.c_long(LANDLOCK_RESTRICT_SELF), ctypes.c_long(ruleset), ctypes.c_long(0)) != 0:
-        raise OSError(ctypes.get_errno(), "landlock_restrict_self")
+        os.close(rule.parent_fd)
+    if ruleset < 0 or syscall(LANDLOCK_RESTRICT_SELF, ruleset, 0) != 0:
+        raise OSError(ctypes.get_errno(), "landlock")
 
 
 def forbid_syscalls(ctypes, libc) -> None:
-    """seccomp: fail with EPERM each FORBIDDEN_SYSCALLS call, and every call made through another ABI (i386, x32),
-    which would get around the list. A classic BPF program: load the arch, then the call number, compare."""
-    if os.uname().machine not in FORBIDDEN_SYSCALLS:
+    """seccomp: fail with EPERM each FORBIDDEN_SYSCALLS call, fcntl's SIGIO commands, and every call made through
+    another ABI (i386, x32), which would get around the list. A classic BPF program; jumps name their target."""
+    if os.uname().machine not in AUDIT_ARCH:
         return
-    arch, numbers = FORBIDDEN_SYSCALLS[os.uname().machine]
-    LOAD, JUMP_EQ, JUMP_GE, RETURN = 0x20, 0x15, 0x35, 0x06
-    deny = len(numbers) + 5  # the index of the last instruction; jump offsets count from the next instruction
-    program = [(LOAD, 0, 0, 4), (JUMP_EQ, 0, deny - 2, arch), (LOAD, 0, 0, 0), (JUMP_GE, deny - 4, 0, 0x40000000)]
-    program += [(JUMP_EQ, deny - 5 - i, 0, n) for i, n in enumerate(numbers)]
+    column, arch = AUDIT_ARCH[os.uname().machine]
+    numbers = [n[column] for n in FORBIDDEN_SYSCALLS.values() if n[column] is not None]
+    LOAD, EQUAL, AT_LEAST, RETURN = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_JMP|JGE|K, BPF_RET|K
+    program = [(LOAD, 0, 0, 4), (EQUAL, 0, "deny", arch), (LOAD, 0, 0, 0), (AT_LEAST, "deny", 0, 0x40000000)]
+    program += [(EQUAL, "deny", 0, n) for n in numbers] + [(EQUAL, 0, "allow", FCNTL[column]), (LOAD, 0, 0, 24)]
+    program += [(EQUAL, "deny", 0, command) for command in (8, 10, 15)]  # fcntl's args[1]: the command
     program += [(RETURN, 0, 0, 0x7FFF0000), (RETURN, 0, 0, 0x00050000 | errno.EPERM)]  # allow; deny
+    target = {"allow": len(program) - 2, "deny": len(program) - 1}
+    jump = lambda to, i: target[to] - i - 1 if to else 0  # noqa: E731 (offsets count from the next instruction)
 
     class Instruction(ctypes.Structure):
         _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
@@ -439,8 +480,8 @@ def forbid_syscalls(ctypes, libc) -> None:
     class Program(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Instruction))]
 
-    instructions = (Instruction * len(program))(*program)
-    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(Program(len(program), instructions)), 0, 0):
+    code = (Instruction * len(program))(*[(c, jump(t, i), jump(f, i), k) for i, (c, t, f, k) in enumerate(program)])
+    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(Program(len(program), code)), 0, 0):
         raise OSError(ctypes.get_errno(), "seccomp")
 
 

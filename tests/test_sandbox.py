@@ -3,12 +3,15 @@ end within the timeout plus a small bound, and leave this test process as it was
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
 from rewards import accuracy_rewards, code_reward, extract_program, parse_test
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 2.0
 SLACK = 3.0  # seconds beyond the timeout that a child may take to be killed and cleaned up
 ADD_TESTS = ["assert add(1, 2) == 3", "assert add(-4, 4) == 0", "assert add(10, -3) == 7"]
@@ -52,7 +55,8 @@ def test_each_test_form_is_checked_here(tmp_path):
 
 
 @pytest.mark.parametrize("test", ["add(1, 2) == 3", "assert 1 < add(1, 2) < 4", "assert add(1, 2) in (3,)",
-                                  "assert True\nassert False", "import os"])
+                                  "assert True\nassert False", "import os", "assert add(1, 2) == 1 + 2",
+                                  "assert add(1, 2) == add(2, 1)"])
 def test_unsupported_tests_are_refused_up_front(test):
     with pytest.raises(ValueError, match="test"):
         parse_test(test)
@@ -98,7 +102,21 @@ def test_no_file_outside_the_temp_dir_can_be_written_or_read(tmp_path):
     secret.write_text("3")
     assert run(f"open({str(secret)!r}).read()\n" + ADD) == 0.0
     assert run("open('/etc/hostname').read()\n" + ADD) == 0.0
-    assert run("open('scratch.txt', 'w').write('fine')\nassert open('scratch.txt').read() == 'fine'\n" + ADD) == 1.0
+    assert run("open('scratch.txt', 'w')\n" + ADD) == 0.0  # no new files, even in its own temp dir
+    assert run("import os\nos.mkdir('d')\n" + ADD) == 0.0
+    assert run("import os\nprint(os.listdir('.'))\n" + ADD) == 1.0  # its own dir it can read
+
+
+def test_no_file_metadata_can_be_changed_outside(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("x")
+    os.chmod(victim, 0o644)
+    before = os.stat(victim)
+    for change in [f"os.chmod({str(victim)!r}, 0o4777)", f"os.utime({str(victim)!r}, (0, 0))",
+                   f"os.setxattr({str(victim)!r}, 'user.x', b'1')"]:
+        assert run(f"import os\n{change}\n" + ADD) == 0.0
+    after = os.stat(victim)
+    assert (after.st_mode, after.st_mtime_ns) == (before.st_mode, before.st_mtime_ns)
 
 
 def test_the_parent_environment_is_not_visible(monkeypatch):
@@ -144,6 +162,9 @@ def test_a_signal_to_the_parent_is_not_delivered():
         assert run(program) == 0.0
         group = "import os, signal\nos.killpg(os.getpgid(os.getppid()), signal.SIGUSR1)\n" + ADD
         assert run(group) == 0.0
+        sigio = ("import fcntl, os, signal\nr, w = os.pipe()\nfcntl.fcntl(r, fcntl.F_SETOWN, os.getppid())\n"
+                 "fcntl.fcntl(r, 10, signal.SIGUSR1)\nfcntl.fcntl(r, fcntl.F_SETFL, os.O_ASYNC)\nos.write(w, b'x')\n")
+        assert run(sigio + ADD) == 0.0  # F_SETOWN + F_SETSIG: SIGIO aimed at the parent
         time.sleep(0.1)
     finally:
         signal.signal(signal.SIGUSR1, previous)
@@ -177,3 +198,41 @@ def test_a_batch_of_programs_is_scored_in_order():
     rows = [{"task": "code", "tests": ADD_TESTS, "timeout": TIMEOUT}] * 8
     completions = [answer(ADD if i % 2 else "def add(a, b):\n    return None\n") for i in range(8)]
     assert accuracy_rewards(completions, rows) == [0.0, 1.0] * 4
+
+
+def test_the_parent_limits_cannot_be_changed():
+    import resource
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lower = (before[0] - 1, before[1])  # were it to work, harmless here
+    assert run(f"import os, resource\nresource.prlimit(os.getppid(), resource.RLIMIT_NOFILE, {lower})\n" + ADD) == 0.0
+    assert resource.getrlimit(resource.RLIMIT_NOFILE) == before
+
+
+def test_nothing_outlives_the_child():
+    segments = open("/proc/sysvipc/shm").read()
+    program = "import ctypes\nassert ctypes.CDLL(None).shmget(0, 1 << 20, 0o1600) >= 0\n" + ADD
+    assert run(program) == 0.0
+    assert open("/proc/sysvipc/shm").read() == segments
+    assert run("import os\nfor _ in range(1200):\n    os.mkdir('d')\n    os.chdir('d')\n" + ADD) == 0.0
+
+
+def test_a_hostile_report_is_read_quickly():
+    colliding = "{" + ", ".join(str((2**61 - 1) * i) for i in range(1, 40000)) + "}"  # every hash is 0
+    for value in [colliding, "{" + colliding[1:3000] + "}", "[" + "0," * 500_000 + "]", "(" * 100_000]:
+        report = f"import json, os\nopen('report.jsonl', 'w').write(json.dumps([0, {value!r}]))\nos._exit(0)\n"
+        assert run("def add(a, b):\n    return None\n" + report) == 0.0
+
+
+def test_reading_a_report_prints_no_warnings():
+    """pytest resets warning filters inside tests, so this runs where the trainer would: in a process of its own."""
+    code = "import rewards\nassert rewards.literal('[0x1for]') is rewards.NOT_RUN\nassert rewards.literal(r'\"\\d\"') == '\\\\d'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0 and done.stderr == ""
+
+
+def test_tests_against_builders_are_checked_here():
+    tests = ["assert set(common([1, 4, 5], [4, 5, 6])) == set((4, 5))", "assert big() == float('inf')"]
+    honest = "def common(a, b):\n    return [x for x in a if x in b]\ndef big():\n    return 1e999\n"
+    assert run(honest, tests) == 0.5  # inf does not read back as a literal: a documented limit
+    rigged = "import builtins\nbuiltins.set = lambda *a: 0\nbuiltins.float = lambda *a: 0\ndef common(a, b):\n    return 0\ndef big():\n    return 0\n"
+    assert run(rigged, tests) == 0.0
