@@ -64,6 +64,11 @@ class Config:
     logprob_micro_batch: int = 16  # completions per no-grad pass for pi_ref and pi_old log-probs
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, about 1/3 more compute
     loss_agg: str = "grpo"  # grpo (paper), token_mean (DAPO), dr_grpo (Dr. GRPO)
+    scale_rewards: str = "group"  # divide A by the std of its group (paper), of the batch, or none (Dr. GRPO)
+    importance_sampling: str = "token"  # token: a ratio per token (paper); sequence: one per completion (GSPO)
+    kl_estimator: str = "k3"  # k3 (paper), k1 or k2: Schulman's estimators of KL(pi_theta || pi_ref)
+    dynamic_sampling: bool = False  # DAPO: leave groups whose rewards are all equal out of the update
+    overlong_buffer: int = 0  # DAPO's soft overlong penalty over the last N tokens of the budget; 0: none
     accuracy_weight: float = 1.0  # r = w_acc * accuracy + w_fmt * format (R1-Zero sums the two)
     format_weight: float = 1.0
     steps: int = 100
@@ -91,6 +96,7 @@ SHIPPED = dict(model=os.path.join(DATA, "model"), data=os.path.join(DATA, "train
 POSITIVE = ("G", "prompts_per_step", "max_new_tokens", "temperature", "mu", "lr", "max_grad_norm", "micro_batch",
             "logprob_micro_batch", "steps", "eval_k", "eval_temperature", "keep")
 NON_NEGATIVE = ("beta", "epsilon", "epsilon_high", "weight_decay", "accuracy_weight", "format_weight", "eval_every",
+                "overlong_buffer",
                 "samples_every", "save_every")
 
 
@@ -98,7 +104,8 @@ def parse_config(argv=None) -> Config:
     """Config from the command line: one flag per field, with the field's default; bad values name their flag."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    choices = {"loss_agg": LOSS_AGG, "task": ("auto", *FIELDS)}
+    choices = {"loss_agg": LOSS_AGG, "task": ("auto", *FIELDS), "scale_rewards": ("group", "batch", "none"),
+               "importance_sampling": ("token", "sequence"), "kl_estimator": tuple(KL_ESTIMATORS)}
     comments = dict(re.findall(r"^    (\w+):[^#\n]*#\s*(.+)$", inspect.getsource(Config), re.M))  # the help texts
     for f in fields(Config):
         kind = {bool: dict(action=argparse.BooleanOptionalAction), float | None: dict(type=float),
@@ -116,6 +123,8 @@ def parse_config(argv=None) -> Config:
             parser.error(f"--{name.replace('_', '-')} must be {'> 0' if name in POSITIVE else '>= 0'}, got {value}")
     if not cfg.epsilon < 1:
         parser.error(f"--epsilon must be below 1 (the ratio is clipped to [1 - eps, 1 + eps]), got {cfg.epsilon}")
+    if cfg.overlong_buffer > cfg.max_new_tokens:
+        parser.error(f"--overlong-buffer ({cfg.overlong_buffer}) must not exceed --max-new-tokens ({cfg.max_new_tokens})")
     if cfg.G < 2:
         parser.error(f"--G must be at least 2 (advantages are relative to the group), got {cfg.G}")
     for name in ("top_p", "eval_top_p"):
@@ -181,8 +190,10 @@ def rows_for_step(rows: list[dict], step: int, n: int, seed: int, rank: int, wor
 
 
 def row_logprobs(z: torch.Tensor, o: torch.Tensor, T: float) -> torch.Tensor:
-    """log pi(o_t | q, o_<t) = log_softmax(z_t / T)[o_t] for one completion: logits z (C, V), tokens o (C,)."""
-    return F.log_softmax(z.float() / T, dim=-1).gather(-1, o[:, None]).squeeze(-1)
+    """log pi(o_t | q, o_<t) = log_softmax(z_t / T)[o_t] for one completion: logits z (C, V), tokens o (C,); in
+    float32 at least (bf16 logits are upcast, float64 ones kept)."""
+    z = z.to(torch.promote_types(z.dtype, torch.float32))
+    return F.log_softmax(z / T, dim=-1).gather(-1, o[:, None]).squeeze(-1)
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, T: float) -> torch.Tensor:
@@ -193,12 +204,26 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, T: float) -> torc
     return torch.stack([checkpoint(row_logprobs, z, o, T, use_reentrant=False) for z, o in zip(logits, tokens)])
 
 
-def group_advantages(r: torch.Tensor, G: int, eps: float = 1e-4) -> torch.Tensor:
-    """A_i = (r_i - mean(r)) / (std(r) + eps) within each group of G answers; std with Bessel's correction."""
+def group_advantages(r: torch.Tensor, G: int, eps: float = 1e-4, scale: str = "group", world: int = 1):
+    """A_i = (r_i - mean(r)) / (std(r) + eps) within each group of G answers; std with Bessel's correction.
+    scale="batch" divides by the std of the whole batch's rewards (over all ranks); "none" does not (Dr. GRPO)."""
     if G < 2:
         raise ValueError(f"group advantages need G >= 2 answers per question, got G = {G}")
     r = r.view(-1, G)
-    return ((r - r.mean(-1, keepdim=True)) / (r.std(-1, keepdim=True) + eps)).view(-1)
+    centered = r - r.mean(-1, keepdim=True)
+    if scale == "none":
+        return centered.view(-1)
+    std = r.std(-1, keepdim=True) if scale == "group" else batch_std(r, world)
+    return (centered / (std + eps)).view(-1)
+
+
+def batch_std(r: torch.Tensor, world: int) -> torch.Tensor:
+    """The std (Bessel's correction) of every reward of the batch, on all ranks, from all-reduced sums."""
+    sums = torch.stack([torch.tensor(float(r.numel())), r.sum().double(), (r.double() ** 2).sum()]).to(r.device)
+    if world > 1:
+        dist.all_reduce(sums)
+    n, total, squares = sums
+    return ((squares - total ** 2 / n) / (n - 1)).clamp(min=0).sqrt().to(r.dtype)
 
 
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
@@ -210,10 +235,28 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     return torch.exp(ref_logp - logp) - (ref_logp - logp) - 1
 
 
+def kl_k1(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """log(pi_theta/pi_ref) (Schulman's k1): unbiased for the reverse KL, negative for some tokens; gradient 1."""
+    return logp - ref_logp
+
+
+def kl_k2(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """(log(pi_theta/pi_ref))^2 / 2 (Schulman's k2): biased, low variance; gradient log(pi_theta/pi_ref)."""
+    return 0.5 * (logp - ref_logp) ** 2
+
+
+KL_ESTIMATORS = {"k3": kl_k3, "k1": kl_k1, "k2": kl_k2}
+
+
 def clipped_surrogate(logp, old_logp, A, eps_low: float = 0.2, eps_high: float = 0.2) -> torch.Tensor:
     """min(rho A, clip(rho, 1 - eps_low, 1 + eps_high) A) with rho = pi_theta / pi_old per token (PPO)."""
     rho = torch.exp(logp - old_logp)
     return torch.min(rho * A, torch.clamp(rho, 1 - eps_low, 1 + eps_high) * A)
+
+
+def sequence_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """1/|o_i| sum_t x_it for each completion, shape (B, 1). GSPO's ratio is exp of this for log pi - log pi_old."""
+    return (x * mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1)
 
 
 LOSS_AGG = ("grpo", "token_mean", "dr_grpo")
@@ -224,6 +267,7 @@ def masked_aggregate(loss, mask, agg: str = "grpo", num_seqs=None, num_tokens=No
 
     grpo (DeepSeekMath): 1/G sum_i 1/|o_i| sum_t l_it.  token_mean (DAPO): sum_it l_it / sum_i |o_i|.
     dr_grpo (Dr. GRPO): sum_it l_it / (G * max_len), max_len a constant: the trainer passes the completion budget.
+    A fully masked row adds 0 and, unless num_seqs says otherwise, counts as one of the G (as in TRL).
     """
     num_seqs = loss.shape[0] if num_seqs is None else num_seqs
     if agg == "grpo":
@@ -235,10 +279,21 @@ def masked_aggregate(loss, mask, agg: str = "grpo", num_seqs=None, num_tokens=No
     raise ValueError(f"unknown loss aggregation {agg!r}; expected one of {LOSS_AGG}")
 
 
-def per_token_loss(logp, old_logp, ref_logp, A, beta: float, eps_low: float, eps_high: float) -> torch.Tensor:
-    """l_it = -[ min(rho A_i, clip(rho) A_i) - beta D_KL ]: the negated GRPO objective, per token."""
-    loss = -clipped_surrogate(logp, old_logp, A[:, None], eps_low, eps_high)
-    return loss + beta * kl_k3(logp, ref_logp) if beta else loss
+def per_token_loss(logp, old_logp, ref_logp, A, beta: float, eps_low: float, eps_high: float, kl: str = "k3",
+                   sequence_mask=None) -> torch.Tensor:
+    """l_it = -[ min(rho A_i, clip(rho) A_i) - beta D_KL ]: the negated GRPO objective, per token. Given the
+    completion mask as sequence_mask, rho is GSPO's s_i = exp(1/|o_i| sum_t log(pi_theta/pi_old)) on every token."""
+    if sequence_mask is not None:
+        logp_s, old_s = sequence_mean(logp, sequence_mask), sequence_mean(old_logp, sequence_mask)
+        loss = -clipped_surrogate(logp_s, old_s, A[:, None], eps_low, eps_high).expand_as(logp)
+    else:
+        loss = -clipped_surrogate(logp, old_logp, A[:, None], eps_low, eps_high)
+    return loss + beta * KL_ESTIMATORS[kl](logp, ref_logp) if beta else loss
+
+
+def overlong_penalty(lengths: torch.Tensor, max_len: int, buffer: int) -> torch.Tensor:
+    """DAPO's soft overlong punishment: 0 up to max_len - buffer tokens, then down linearly to -1 at max_len."""
+    return ((max_len - buffer - lengths.double()) / buffer).clamp(min=-1, max=0).float()
 
 
 # ------------------------------------------------------------------------------------------------------- step
@@ -263,12 +318,16 @@ def completion_logprobs(model, ids, attention_mask, C: int, T: float) -> torch.T
     return token_logprobs(logits, ids[:, -C:], T)
 
 
-def score(completions: list[str], rows: list[dict], G: int, cfg: Config) -> dict[str, torch.Tensor]:
-    """r_i = w_acc * accuracy + w_fmt * format for each completion; rows[b] is the question of completions b*G.."""
+def score(completions: list[str], rows: list[dict], G: int, cfg: Config, lengths: torch.Tensor):
+    """r_i = w_acc * accuracy + w_fmt * format for each completion (plus DAPO's overlong penalty, given a buffer);
+    rows[b] is the question of completions b*G..(b+1)*G-1, and lengths their token counts."""
     acc = torch.tensor(accuracy_rewards(completions, [rows[i // G] for i in range(len(completions))],
                                         accuracy_functions(cfg)))
     fmt = torch.tensor([format_reward(c) for c in completions])
-    return {"reward": cfg.accuracy_weight * acc + cfg.format_weight * fmt, "accuracy": acc, "format": fmt}
+    r = cfg.accuracy_weight * acc + cfg.format_weight * fmt
+    if cfg.overlong_buffer:
+        r = r + overlong_penalty(lengths.cpu(), cfg.max_new_tokens, cfg.overlong_buffer)
+    return {"reward": r, "accuracy": acc, "format": fmt}
 
 
 def accuracy_functions(cfg: Config) -> dict:
@@ -308,7 +367,10 @@ def policy_update(model, opt, batch: Batch, cfg: Config, world: int) -> dict[str
     """One AdamW step on the GRPO loss of the whole batch, accumulated over micro-batches."""
     C, mb, n = batch.mask.shape[1], cfg.micro_batch, len(batch.ids)
     norm = global_counts(batch.mask, world)  # the loss of the whole batch over all ranks, however it is cut
+    if norm["num_seqs"] == 0:  # dynamic sampling left no group with a signal, on any rank: no step
+        return {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0}
     eps_high = cfg.epsilon if cfg.epsilon_high is None else cfg.epsilon_high
+    gspo = cfg.importance_sampling == "sequence"
     stats = torch.zeros(3, device=batch.ids.device)  # loss, KL, clip fraction: each this rank's share of the mean
     opt.zero_grad(set_to_none=True)
     for i in range(0, n, mb):
@@ -318,11 +380,12 @@ def policy_update(model, opt, batch: Batch, cfg: Config, world: int) -> dict[str
             old = logp.detach() if batch.old_logp is None else batch.old_logp[rows]  # mu = 1: pi_old = pi_theta
             ref = None if batch.ref_logp is None else batch.ref_logp[rows]
             mask, A = batch.mask[rows], batch.A[rows]
-            loss = masked_aggregate(per_token_loss(logp, old, ref, A, cfg.beta, cfg.epsilon, eps_high), mask,
-                                    cfg.loss_agg, **norm, max_len=cfg.max_new_tokens)
+            losses = per_token_loss(logp, old, ref, A, cfg.beta, cfg.epsilon, eps_high, cfg.kl_estimator,
+                                    sequence_mask=mask if gspo else None)
+            loss = masked_aggregate(losses, mask, cfg.loss_agg, **norm, max_len=cfg.max_new_tokens)
             (loss * world).backward()  # DDP averages gradients over ranks; each rank's loss is its share of the sum
         with torch.no_grad():
-            rho = torch.exp(logp - old)
+            rho = torch.exp(sequence_mean(logp - old, mask) if gspo else logp - old)
             clipped = ((rho < 1 - cfg.epsilon) & (A[:, None] < 0)) | ((rho > 1 + eps_high) & (A[:, None] > 0))
             kl = kl_k3(logp, ref) if ref is not None else torch.zeros_like(logp)
             stats += torch.stack([loss, (kl * mask).sum() / norm["num_tokens"],
@@ -336,8 +399,9 @@ def policy_update(model, opt, batch: Batch, cfg: Config, world: int) -> dict[str
 
 
 def global_counts(mask: torch.Tensor, world: int) -> dict:
-    """Sequences and completion tokens of the whole batch, summed over ranks."""
-    counts = torch.tensor([mask.shape[0], mask.sum()], device=mask.device, dtype=torch.float64)
+    """Sequences and completion tokens of the whole batch, summed over ranks; a sequence every token of which is
+    masked out (a group dynamic sampling left out) is not counted."""
+    counts = torch.tensor([mask.any(-1).sum(), mask.sum()], device=mask.device, dtype=torch.float64)
     if world > 1:
         dist.all_reduce(counts)
     return {"num_seqs": counts[0].item(), "num_tokens": counts[1].item()}
@@ -359,8 +423,11 @@ def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator,
     t0 = time.perf_counter()
     sync_sampler(sampler, policy)  # pi_old = pi_theta
     batch, texts, s = rollout(sampler, tokenizer, rows, cfg, generator, device)
-    r = score(texts, rows, cfg.G, cfg)
-    batch.A = group_advantages(r["reward"], cfg.G).to(device)
+    r = score(texts, rows, cfg.G, cfg, s.lengths)
+    batch.A = group_advantages(r["reward"], cfg.G, scale=cfg.scale_rewards, world=world).to(device)
+    flat = r["reward"].view(-1, cfg.G).std(-1) == 0  # groups whose rewards are all equal: A = 0 throughout
+    if cfg.dynamic_sampling:  # DAPO: no signal, so out of the update and out of its normaliser
+        batch.mask = batch.mask * ~flat.to(device).repeat_interleave(cfg.G)[:, None]
     t1 = time.perf_counter()
     if ref is not None:
         batch.ref_logp = batch_logprobs(ref, batch, cfg)
@@ -373,7 +440,8 @@ def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator,
                "accuracy": r["accuracy"].mean().item(), "format": r["format"].mean().item(),
                "length_mean": lengths.mean().item(), "length_max": lengths.max().item(),
                "truncated": (~s.ended).float().mean().item(),
-               "groups_all_equal": (r["reward"].view(-1, cfg.G).std(-1) == 0).float().mean().item(),
+               "groups_all_equal": flat.float().mean().item(),
+               "groups_dropped": world * flat.sum().item() if cfg.dynamic_sampling else 0,  # ranks get averaged
                "recheck": sum(bool(RECHECK.search(t)) for t in texts) / len(texts)}
     metrics = reduce_over_ranks(metrics, world) | update
     metrics |= {"lr": opt.param_groups[0]["lr"], "time_sample": t1 - t0, "time_train": time.perf_counter() - t1}

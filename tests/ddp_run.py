@@ -11,13 +11,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import grpo  # noqa: E402
 
 
-def fail_on_rank_1(completions, rows, G, cfg):
+def fail_on_rank_1(completions, rows, G, cfg, lengths):
     if os.environ["RANK"] == "1":
         raise RuntimeError("rank 1 fails here on purpose")
-    return by_length(completions, rows, G, cfg)
+    return by_length(completions, rows, G, cfg, lengths)
 
 
-def by_length(completions, rows, G, cfg):
+def by_length(completions, rows, G, cfg, lengths):
     r = torch.tensor([float(len(c) % 3) for c in completions])
     return {"reward": r, "accuracy": r / 2, "format": r / 2}
 

@@ -1,6 +1,7 @@
 """Run under `torchrun --nproc_per_node=2`: one optimiser step of grpo.policy_update on this rank's half of a
-fixed 8-completion batch (groups never span ranks), micro-batched, for each loss aggregation. Rank 0 writes the
-weights after the step, whether both ranks hold the same weights, and how often gradients were all-reduced."""
+fixed 8-completion batch (groups never span ranks), micro-batched, for each loss aggregation and for GSPO's ratio
+and rows left out by dynamic sampling. Rank 0 writes the weights after the step, whether both ranks hold the same
+weights, how often gradients were all-reduced, and the batch std of rewards split over the ranks."""
 import os
 import sys
 
@@ -25,13 +26,27 @@ def counting_allreduce(calls: list, bucket):
         lambda fut: fut.value()[0] / dist.get_world_size())
 
 
-def update(agg: str, micro_batch: int, rank: int, world: int) -> tuple[torch.Tensor, list]:
-    """This rank's weights after one SGD step (lr 1) on its half of the batch, and the gradient all-reduce calls."""
+# Each loss aggregation; GSPO's sequence-level ratio; and rows masked out whole, as dynamic sampling leaves them.
+VARIANTS = {agg: {"loss_agg": agg} for agg in grpo.LOSS_AGG} | {
+    "gspo": {"loss_agg": "grpo", "importance_sampling": "sequence"},
+    "dropped": {"loss_agg": "grpo", "kl_estimator": "k2"}}
+REWARDS = torch.tensor([1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 0.5, 0.0])
+
+
+def variant_batch(name: str) -> grpo.Batch:
     batch = random_batch(64, rows=8)
+    if name == "dropped":
+        batch.mask[[1, 6]] = 0  # one row in each rank's half
+    return batch
+
+
+def update(name: str, micro_batch: int, rank: int, world: int) -> tuple[torch.Tensor, list]:
+    """This rank's weights after one SGD step (lr 1) on its half of the batch, and the gradient all-reduce calls."""
+    batch = variant_batch(name)
     model, calls = DDP(tiny_model(vocab_size=64, seed=3)), []
     model.register_comm_hook(calls, counting_allreduce)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    cfg = grpo.Config(micro_batch=micro_batch, loss_agg=agg, beta=0.04, max_new_tokens=batch.mask.shape[1])
+    cfg = grpo.Config(micro_batch=micro_batch, beta=0.04, max_new_tokens=batch.mask.shape[1], **VARIANTS[name])
     grpo.policy_update(model, opt, half_batch(batch, rank, world), cfg, world)
     return torch.cat([p.detach().flatten() for p in model.parameters()]), calls
 
@@ -40,12 +55,13 @@ def main(out: str) -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     _, one_pass_calls = update("grpo", 4, rank, world)  # 4 rows per rank: a single micro-batch
-    results = {"one_pass_calls": len(one_pass_calls)}
-    for agg in grpo.LOSS_AGG:
-        weights, calls = update(agg, 2, rank, world)  # two micro-batches per rank
+    half = REWARDS[rank * 4:(rank + 1) * 4]
+    results = {"one_pass_calls": len(one_pass_calls), "batch_std": grpo.batch_std(half, world)}
+    for name in VARIANTS:
+        weights, calls = update(name, 2, rank, world)  # two micro-batches per rank
         gathered = [torch.zeros_like(weights) for _ in range(world)]
         dist.all_gather(gathered, weights)
-        results[agg] = {"weights": weights, "same_on_all_ranks": all(torch.equal(g, weights) for g in gathered),
+        results[name] = {"weights": weights, "same_on_all_ranks": all(torch.equal(g, weights) for g in gathered),
                         "calls": len(calls)}
     if rank == 0:
         torch.save(results, out)

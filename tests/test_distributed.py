@@ -6,8 +6,9 @@ import sys
 
 import pytest
 import torch
-from conftest import random_batch, tiny_model
+from conftest import tiny_model
 from ddp_run import by_length
+from ddp_update import REWARDS, VARIANTS, variant_batch
 from transformers import AutoModelForCausalLM
 
 import grpo
@@ -16,12 +17,12 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 
-def single_process_update(agg: str) -> torch.Tensor:
+def single_process_update(name: str) -> torch.Tensor:
     """The weights after one SGD step (lr 1) on the whole 8-completion batch, in one micro-batch, one process."""
-    batch = random_batch(64, rows=8)
+    batch = variant_batch(name)
     model = tiny_model(vocab_size=64, seed=3)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    cfg = grpo.Config(micro_batch=8, loss_agg=agg, beta=0.04, max_new_tokens=batch.mask.shape[1])
+    cfg = grpo.Config(micro_batch=8, beta=0.04, max_new_tokens=batch.mask.shape[1], **VARIANTS[name])
     grpo.policy_update(model, opt, batch, cfg, world=1)
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
@@ -32,12 +33,13 @@ def test_two_ranks_with_micro_batches_make_the_update_of_one_process(tmp_path):
                    cwd=tmp_path, timeout=300)
     results = torch.load(tmp_path / "ddp.pt")
     start = torch.cat([p.detach().flatten() for p in tiny_model(vocab_size=64, seed=3).parameters()])
-    for agg in grpo.LOSS_AGG:
-        ddp, single = results[agg]["weights"], single_process_update(agg)
-        assert results[agg]["same_on_all_ranks"], agg
-        assert ((ddp - single).norm() / single.norm()).item() < 1e-6, agg
-        assert ((ddp - single).norm() / (single - start).norm()).item() < 1e-5, agg  # the update itself, too
-        assert results[agg]["calls"] == results["one_pass_calls"], agg  # gradients all-reduced once per step
+    for name in VARIANTS:
+        ddp, single = results[name]["weights"], single_process_update(name)
+        assert results[name]["same_on_all_ranks"], name
+        assert ((ddp - single).norm() / single.norm()).item() < 1e-6, name
+        assert ((ddp - single).norm() / (single - start).norm()).item() < 1e-5, name  # the update itself, too
+        assert results[name]["calls"] == results["one_pass_calls"], name  # gradients all-reduced once per step
+    assert results["batch_std"].item() == pytest.approx(REWARDS.std().item(), rel=1e-6)
 
 
 @pytest.mark.slow

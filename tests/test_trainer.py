@@ -152,6 +152,11 @@ def test_missing_data_file_is_reported_by_the_cli(model_dir, tmp_path, capsys):
     (["--beta", "nan"], "--beta must be >= 0"),
     (["--epsilon", "1.5"], "--epsilon must be below 1"),
     (["--resume", "/nonexistent"], "--resume /nonexistent: no checkpoint there"),
+    (["--scale-rewards", "std"], "argument --scale-rewards: invalid choice"),
+    (["--kl-estimator", "k4"], "argument --kl-estimator: invalid choice"),
+    (["--importance-sampling", "seq"], "argument --importance-sampling: invalid choice"),
+    (["--task", "mbpp"], "argument --task: invalid choice"),
+    (["--overlong-buffer", "600"], "--overlong-buffer (600) must not exceed --max-new-tokens (64)"),
 ])
 def test_bad_flags_name_the_flag(flags, message, capsys):
     with pytest.raises(SystemExit) as exit:
@@ -211,7 +216,7 @@ def test_score_reads_each_row_by_its_task():
     completions = ["<think>a</think><answer>def add(a, b):\n    return a + b</answer>", "<answer>def add</answer>",
                    "<think>b</think><answer>2 * 3</answer>", "<answer>2 + 3</answer>",
                    "<think>c</think><answer>4</answer>", "<answer>5</answer>"]
-    scores = grpo.score(completions, rows, 2, Config())
+    scores = grpo.score(completions, rows, 2, Config(), torch.tensor([20, 3] * 3))
     assert scores["accuracy"].tolist() == [1, 0] * 3 and scores["format"].tolist() == [1, 0] * 3
     assert scores["reward"].tolist() == [2, 0] * 3
 
@@ -221,3 +226,41 @@ def test_math_verify_flag_needs_the_package(model_dir, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         grpo.parse_config(["--model", model_dir, "--math-verify"])
     assert "--math-verify needs the math-verify package" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("agg", grpo.LOSS_AGG)
+def test_rows_masked_out_whole_are_left_out_of_the_update(agg):
+    """What dynamic sampling does to a group whose rewards are all equal: it counts in no normaliser."""
+    batch, dropped = random_batch(64), [1, 4]
+    kept = [i for i in range(len(batch.ids)) if i not in dropped]
+    masked = Batch(**{k: v.clone() for k, v in vars(batch).items()})
+    masked.mask[dropped] = 0
+    without = Batch(**{k: v[kept] for k, v in vars(batch).items()})
+    a, b = one_update(masked, micro_batch=4, agg=agg), one_update(without, micro_batch=4, agg=agg)
+    assert ((a - b).norm() / b.norm()).item() < 1e-5
+
+
+def test_dynamic_sampling_with_no_signal_takes_no_step(model_dir, tmp_path):
+    """A random tiny model never answers right and its format rewards are all 0: every group is left out."""
+    data = write_rows(tmp_path / "train.jsonl", ARITHMETIC)
+    grpo.main(cli_args(model_dir, data, tmp_path / "out") + ["--dynamic-sampling", "--format-weight", "0"])
+    lines = [json.loads(line) for line in open(tmp_path / "out" / "metrics.jsonl")]
+    assert [m["groups_dropped"] for m in lines] == [2, 2] and all(m["grad_norm"] == 0 for m in lines)
+    before = AutoModelForCausalLM.from_pretrained(model_dir).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(str(tmp_path / "out")).state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_cli_runs_with_every_variant(model_dir, tmp_path):
+    data = write_rows(tmp_path / "train.jsonl", ARITHMETIC)
+    grpo.main(cli_args(model_dir, data, tmp_path / "out") + [
+        "--scale-rewards", "batch", "--importance-sampling", "sequence", "--kl-estimator", "k2", "--overlong-buffer",
+        "4", "--loss-agg", "token_mean", "--epsilon-high", "0.28", "--dynamic-sampling"])
+    check_run(tmp_path / "out", model_dir)
+
+
+def test_overlong_penalty_enters_the_reward():
+    rows = [to_row({"prompt": "2 + 2?", "answer": "4"})]
+    cfg = Config(max_new_tokens=10, overlong_buffer=4)
+    scores = grpo.score(["<think>a</think><answer>4</answer>"] * 4, rows, 4, cfg, torch.tensor([3, 6, 8, 10]))
+    assert scores["reward"].tolist() == pytest.approx([2.0, 2.0, 1.5, 1.0])

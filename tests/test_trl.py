@@ -1,0 +1,88 @@
+"""Our loss against TRL's, where the conventions match: identical float64 inputs (log-probs, pi_old and pi_ref
+log-probs, advantages, masks) go to grpo.per_token_loss + masked_aggregate and to TRL's GRPOTrainer._compute_loss;
+value and gradient must agree within 1e-8. TRL is pinned in tests/requirements.txt; these tests skip only where it
+is not installed. Where the conventions differ, the README's conventions table says so and test_golden pins ours."""
+import types
+from collections import defaultdict
+
+import pytest
+import torch
+
+import grpo
+
+trl_grpo = pytest.importorskip("trl.trainer.grpo_trainer")
+
+# Our aggregation -> TRL's loss_type. token_mean is DAPO's: one mean over the whole batch's tokens ("dapo" in TRL,
+# normalised by num_items_in_batch, which we pass as the batch's token count).
+LOSS_TYPES = {"grpo": "grpo", "token_mean": "dapo", "dr_grpo": "dr_grpo"}
+MAX_LEN = 7
+
+
+def inputs(seed: int, B: int = 6, C: int = 5):
+    """Random float64 log-probs and advantages, completions of lengths 1..C and one fully masked row."""
+    g = torch.Generator().manual_seed(seed)
+    logp = -torch.rand(B, C, generator=g, dtype=torch.float64) * 3
+    old = logp + 0.3 * torch.randn(B, C, generator=g, dtype=torch.float64)  # ratios inside and outside the clip
+    ref = logp + 0.5 * torch.randn(B, C, generator=g, dtype=torch.float64)
+    A = torch.randn(B, generator=g, dtype=torch.float64)
+    lengths = torch.tensor([C, 1, 3, 0, C - 1, 2])[:B]
+    mask = (torch.arange(C) < lengths[:, None]).double()
+    return logp, old, ref, A, mask
+
+
+def trl_loss(logp, old, ref, A, mask, beta, eps_low, eps_high, agg, sampling):
+    """TRL's _compute_loss on our tensors: a GRPOTrainer built without __init__, holding only what the method
+    reads, whose model "returns" logp."""
+    trainer = object.__new__(trl_grpo.GRPOTrainer)
+    vars(trainer).update(
+        _get_per_token_logps_and_entropies=lambda *a, **k: (logp, torch.zeros_like(logp), None),
+        top_entropy_quantile=1.0, aux_loss_enabled=False, off_policy_mask_threshold=None, use_vllm=False,
+        importance_sampling_level=sampling, beta=beta, loss_type=LOSS_TYPES[agg], epsilon_low=eps_low,
+        epsilon_high=eps_high, max_completion_length=MAX_LEN, current_gradient_accumulation_steps=1,
+        _entropy_bonus_enabled=False, _metrics={"train": defaultdict(list)}, model=torch.nn.Linear(1, 1),
+        args=types.SimpleNamespace(use_bias_correction_kl=False, delta=None, steps_per_generation=1),
+        accelerator=types.SimpleNamespace(num_processes=1, gather=lambda x: x, reduce=lambda x, reduction: x))
+    batch = {"prompt_ids": torch.zeros(len(A), 1, dtype=torch.long), "prompt_mask": torch.ones(len(A), 1),
+             "completion_ids": torch.zeros_like(mask, dtype=torch.long), "completion_mask": mask,
+             "advantages": A, "old_per_token_logps": old, "ref_per_token_logps": ref,
+             "num_items_in_batch": mask.sum()}
+    return trl_grpo.GRPOTrainer._compute_loss(trainer, None, batch)
+
+
+def our_loss(logp, old, ref, A, mask, beta, eps_low, eps_high, agg, sampling):
+    losses = grpo.per_token_loss(logp, old, ref, A, beta, eps_low, eps_high, "k3",
+                                 sequence_mask=mask if sampling == "sequence" else None)
+    return grpo.masked_aggregate(losses, mask, agg, max_len=MAX_LEN)
+
+
+@pytest.mark.parametrize("agg", list(LOSS_TYPES))
+@pytest.mark.parametrize("sampling", ["token", "sequence"])
+@pytest.mark.parametrize("beta, eps_high", [(0.0, 0.2), (0.04, 0.2), (0.04, 0.28)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_same_loss_and_gradient_as_trl(agg, sampling, beta, eps_high, seed):
+    values, grads = [], []
+    for loss_fn in (our_loss, trl_loss):
+        logp, old, ref, A, mask = inputs(seed)
+        logp.requires_grad_(True)
+        value = loss_fn(logp, old, ref, A, mask, beta, 0.2, eps_high, agg, sampling)
+        value.backward()
+        values.append(value.detach())
+        grads.append(logp.grad)
+    assert torch.allclose(values[0], values[1], rtol=0, atol=1e-8)
+    assert torch.allclose(grads[0], grads[1], rtol=0, atol=1e-8)
+    assert grads[0].abs().sum() > 0  # a case that moves something
+
+
+def test_the_cross_check_can_tell_a_difference():
+    """A loss that differs from TRL's (here: eps_high not passed on) must fail the comparison."""
+    logp, old, ref, A, mask = inputs(0)
+    ours = our_loss(logp, old, ref, A, mask, 0.04, 0.2, 0.2, "grpo", "token")
+    theirs = trl_loss(logp, old, ref, A, mask, 0.04, 0.2, 0.28, "grpo", "token")
+    assert not torch.allclose(ours, theirs, rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("length", [0, 5, 8, 9, 10, 12])
+def test_overlong_penalty_as_trl(length):
+    from trl.rewards import get_soft_overlong_punishment
+    theirs = get_soft_overlong_punishment(max_completion_len=12, soft_punish_cache=4)([[1] * length])[0]
+    assert grpo.overlong_penalty(torch.tensor([length]), 12, 4).item() == pytest.approx(theirs, abs=1e-7)
