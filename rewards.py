@@ -201,7 +201,7 @@ COMPARISONS = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt,
 BUILDERS = {"set": set, "frozenset": frozenset, "tuple": tuple, "list": list, "dict": dict, "float": float}
 NOT_RUN = object()  # the value of an expression the child did not report: it raised, or the child died first
 REPORT_BYTES = 1 << 20  # the most of a child's report (and of any file it writes) that counts
-VALUE_BYTES = 1 << 16  # the longest repr of one value read back: a set literal of colliding hashes reads in O(n^2)
+VALUE_BYTES = 1 << 15  # the longest repr of one value read back: a set literal of colliding hashes reads in O(n^2)
 warnings.filterwarnings("ignore", module="<report>")  # a report's "0x1for" must not print warnings in the trainer
 
 
@@ -293,7 +293,9 @@ def run_sandboxed(program: str, expressions: list[str], timeout: float, memory_m
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                  start_new_session=True)
         pidfd = os.pidfd_open(child.pid)  # readable when the child exits: no polling loop, as Popen.wait has
-        exited = select.select([pidfd], [], [], timeout)[0]
+        exits = select.poll()
+        exits.register(pidfd, select.POLLIN)
+        exited = exits.poll(timeout * 1000)
         os.close(pidfd)
         if not exited:
             os.killpg(child.pid, signal.SIGKILL)  # the child's whole process group
@@ -302,9 +304,10 @@ def run_sandboxed(program: str, expressions: list[str], timeout: float, memory_m
         for line in read_report(os.path.join(tmp, "report.jsonl")):
             try:
                 i, text = json.loads(line)
-                values[i] = literal(text)
-            except (ValueError, TypeError, IndexError, RecursionError):
+            except (ValueError, TypeError, RecursionError):
                 continue
+            if type(i) is int and 0 <= i < len(values) and values[i] is NOT_RUN:  # each value read at most once
+                values[i] = literal(text)
         return values
     finally:  # rm, not shutil.rmtree, which recurses: a program that nests 1000 directories would make it raise
         subprocess.run(["rm", "-rf", "--", tmp], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -400,18 +403,31 @@ FORBIDDEN_SYSCALLS = {
     "ioprio_set": (251, 30), "migrate_pages": (256, 238), "move_pages": (279, 239),
     # network (socketpair too: with F_SETOWN or FIOSETOWN a socket can signal another process)
     "socket": (41, 198), "socketpair": (53, 199), "io_uring_setup": (425, 425),
-    # file metadata, which Landlock does not cover
-    "chmod": (90, None), "fchmod": (91, 52), "fchmodat": (268, 53), "fchmodat2": (452, 452), "utime": (132, None),
-    "utimes": (235, None), "futimesat": (261, None), "utimensat": (280, 88), "setxattr": (188, 5),
+    # what a file's owner may do that Landlock does not cover (the child of a root trainer owns root's files):
+    # metadata, attributes, extended attributes, locks, space, watching, handles
+    "chmod": (90, None), "fchmod": (91, 52), "fchmodat": (268, 53), "fchmodat2": (452, 452), "chown": (92, None),
+    "fchown": (93, 55), "lchown": (94, None), "fchownat": (260, 54), "utime": (132, None), "utimes": (235, None),
+    "futimesat": (261, None), "utimensat": (280, 88), "file_setattr": (469, 469), "setxattr": (188, 5),
     "lsetxattr": (189, 6), "fsetxattr": (190, 7), "removexattr": (197, 14), "lremovexattr": (198, 15),
-    "fremovexattr": (199, 16), "setxattrat": (463, 463), "removexattrat": (466, 466),
-    # state that would outlive the child
-    "shmget": (29, 194), "semget": (64, 190), "msgget": (68, 186), "mq_open": (240, 180), "add_key": (248, 217),
-    "request_key": (249, 218), "keyctl": (250, 219),
+    "fremovexattr": (199, 16), "setxattrat": (463, 463), "removexattrat": (466, 466), "getxattr": (191, 8),
+    "lgetxattr": (192, 9), "fgetxattr": (193, 10), "listxattr": (194, 11), "llistxattr": (195, 12),
+    "flistxattr": (196, 13), "getxattrat": (464, 464), "listxattrat": (465, 465), "flock": (73, 32),
+    "fallocate": (285, 47), "inotify_init": (253, None), "inotify_init1": (294, 26),
+    "inotify_add_watch": (254, 27), "fanotify_init": (300, 262), "fanotify_mark": (301, 263),
+    "name_to_handle_at": (303, 264), "open_by_handle_at": (304, 265), "cachestat": (451, 451),
+    # System V and POSIX IPC, kernel keys: state shared with other processes or outliving the child
+    "shmget": (29, 194), "shmat": (30, 196), "shmctl": (31, 195), "shmdt": (67, 197), "semget": (64, 190),
+    "semop": (65, 193), "semctl": (66, 191), "semtimedop": (220, 192), "msgget": (68, 186), "msgsnd": (69, 189),
+    "msgrcv": (70, 188), "msgctl": (71, 187), "mq_open": (240, 180), "mq_unlink": (241, 181),
+    "mq_timedsend": (242, 182), "mq_timedreceive": (243, 183), "mq_notify": (244, 184),
+    "mq_getsetattr": (245, 185), "add_key": (248, 217), "request_key": (249, 218), "keyctl": (250, 219),
     # namespaces
     "unshare": (272, 97), "setns": (308, 268),
 }
-FCNTL = (72, 25)  # fcntl is allowed but for F_SETOWN, F_SETSIG and F_SETOWN_EX, which aim SIGIO at a process
+# Calls allowed only with these commands (their second argument): fcntl's descriptor flags and duplication (not
+# F_SETOWN, F_SETSIG, leases, locks), and ioctl's terminal queries and close-on-exec (not file attributes).
+ALLOWED_COMMANDS = {"fcntl": ((72, 25), (0, 1, 2, 3, 4, 1030)),
+                    "ioctl": ((16, 29), (0x5401, 0x5413, 0x541B, 0x5450, 0x5451))}
 AUDIT_ARCH = {"x86_64": (0, 0xC000003E), "aarch64": (1, 0xC00000B7)}  # the column above, and the arch seccomp sees
 
 
@@ -427,7 +443,9 @@ def confine(tmp: str, cpu_seconds: int, memory_mb: int) -> None:
     libc.syscall.restype = ctypes.c_long
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # required by both Landlock and seccomp, and final
     if os.geteuid() == 0:  # root's capabilities would override the limits below: keep uid 0 (it may own Python's
-        header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # files), drop every capability (capset, version 3)
+        for capability in range(64):  # files), empty the bounding set (PR_CAPBSET_DROP), then drop every capability
+            libc.prctl(24, capability, 0, 0, 0)
+        header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # capset, version 3
         if libc.capset(header, (ctypes.c_uint32 * 6)()) != 0:
             raise OSError(ctypes.get_errno(), "capset")
     restrict_files(ctypes, libc, tmp)
@@ -460,19 +478,27 @@ def restrict_files(ctypes, libc, tmp: str) -> None:
 
 
 def forbid_syscalls(ctypes, libc) -> None:
-    """seccomp: fail with EPERM each FORBIDDEN_SYSCALLS call, fcntl's SIGIO commands, and every call made through
-    another ABI (i386, x32), which would get around the list. A classic BPF program; jumps name their target."""
+    """seccomp: fail with EPERM each FORBIDDEN_SYSCALLS call, the commands ALLOWED_COMMANDS leaves out, and every
+    call made through another ABI (i386, x32), which would get around the list. A classic BPF program."""
     if os.uname().machine not in AUDIT_ARCH:
         return
     column, arch = AUDIT_ARCH[os.uname().machine]
-    numbers = [n[column] for n in FORBIDDEN_SYSCALLS.values() if n[column] is not None]
     LOAD, EQUAL, AT_LEAST, RETURN = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_JMP|JGE|K, BPF_RET|K
+    ALLOW, DENY = (RETURN, 0, 0, 0x7FFF0000), (RETURN, 0, 0, 0x00050000 | errno.EPERM)
     program = [(LOAD, 0, 0, 4), (EQUAL, 0, "deny", arch), (LOAD, 0, 0, 0), (AT_LEAST, "deny", 0, 0x40000000)]
-    program += [(EQUAL, "deny", 0, n) for n in numbers] + [(EQUAL, 0, "allow", FCNTL[column]), (LOAD, 0, 0, 24)]
-    program += [(EQUAL, "deny", 0, command) for command in (8, 10, 15)]  # fcntl's args[1]: the command
-    program += [(RETURN, 0, 0, 0x7FFF0000), (RETURN, 0, 0, 0x00050000 | errno.EPERM)]  # allow; deny
-    target = {"allow": len(program) - 2, "deny": len(program) - 1}
-    jump = lambda to, i: target[to] - i - 1 if to else 0  # noqa: E731 (offsets count from the next instruction)
+    program += [(EQUAL, "deny", 0, n[column]) for n in FORBIDDEN_SYSCALLS.values() if n[column] is not None]
+    for name, (numbers, commands) in ALLOWED_COMMANDS.items():  # load args[1], the command, only for this call
+        program += [(EQUAL, 0, name, numbers[column]), (LOAD, 0, 0, 24)]
+        program += [(EQUAL, "allow", 0, command) for command in commands] + [DENY, name]
+    program += ["allow", ALLOW, "deny", DENY]
+    code, labels = [], {}  # a string labels the instruction after it; jumps count from the next instruction
+    for item in program:
+        if isinstance(item, str):
+            labels[item] = len(code)
+        else:
+            code.append(item)
+    jump = lambda to, i: labels[to] - i - 1 if to else 0  # noqa: E731
+    code = [(c, jump(t, i), jump(f, i), k) for i, (c, t, f, k) in enumerate(code)]
 
     class Instruction(ctypes.Structure):
         _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
@@ -480,8 +506,8 @@ def forbid_syscalls(ctypes, libc) -> None:
     class Program(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Instruction))]
 
-    code = (Instruction * len(program))(*[(c, jump(t, i), jump(f, i), k) for i, (c, t, f, k) in enumerate(program)])
-    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(Program(len(program), code)), 0, 0):
+    instructions = (Instruction * len(code))(*code)
+    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(Program(len(code), instructions)), 0, 0):
         raise OSError(ctypes.get_errno(), "seccomp")
 
 

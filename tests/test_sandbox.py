@@ -1,5 +1,6 @@
 """The code reward and its sandbox: right programs pass, and hostile ones score 0 (or their honest partial score),
 end within the timeout plus a small bound, and leave this test process as it was."""
+import ctypes
 import os
 import signal
 import socket
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from rewards import accuracy_rewards, code_reward, extract_program, parse_test
+from rewards import VALUE_BYTES, accuracy_rewards, code_reward, extract_program, parse_test
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 2.0
@@ -236,3 +237,65 @@ def test_tests_against_builders_are_checked_here():
     assert run(honest, tests) == 0.5  # inf does not read back as a literal: a documented limit
     rigged = "import builtins\nbuiltins.set = lambda *a: 0\nbuiltins.float = lambda *a: 0\ndef common(a, b):\n    return 0\ndef big():\n    return 0\n"
     assert run(rigged, tests) == 0.0
+
+
+def probe(call: str) -> str:
+    """A program whose attempt() gives the errno its call failed with (0 if it worked): the sandbox must say EPERM."""
+    body = "\n".join("        " + line for line in call.splitlines())
+    return ("import ctypes, errno, fcntl, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "def attempt():\n    try:\n" + body + "\n    except OSError as e:\n        return e.errno\n    return 0\n")
+
+
+def syscall(number: int, *args) -> str:
+    return f"if libc.syscall({number}, {', '.join(map(str, args))}) < 0:\n    raise OSError(ctypes.get_errno(), '')"
+
+
+@pytest.mark.parametrize("name, call", [
+    ("chown, which would clear a setuid bit", "os.chown(VICTIM, -1, 0)"),
+    ("file_setattr (Linux 6.17)", syscall(469, -100, "VICTIM.encode()", 0, 0, 0)),
+    ("ioctl FS_IOC_GETFLAGS, as a stand-in for SETFLAGS", "fcntl.ioctl(os.open(os.__file__, os.O_RDONLY), 0x80086601, b'\\0' * 8)"),
+    ("a lease that would stall other processes opening the file", "fcntl.fcntl(os.open(os.__file__, os.O_RDONLY), 1024, fcntl.F_RDLCK)"),
+    ("flock", "fcntl.flock(os.open(os.__file__, os.O_RDONLY), fcntl.LOCK_EX)"),
+    ("fallocate past RLIMIT_FSIZE", "fd = os.open('report.jsonl', os.O_WRONLY)\n" + syscall(285, "fd", 1, 0, 20 << 30)),
+    ("getxattr", "os.getxattr(VICTIM, 'user.x')"),
+    ("inotify", syscall(294, 0)),
+    ("shmctl on a segment that exists", syscall(31, "SEGMENT", 0, 0)),  # IPC_RMID
+])
+def test_calls_a_file_owner_could_make_fail(name, call, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("x")
+    os.chmod(victim, 0o4755)
+    libc = ctypes.CDLL(None, use_errno=True)
+    segment = libc.shmget(0, 4096, 0o1600)
+    try:
+        program = probe(call).replace("VICTIM", repr(str(victim))).replace("SEGMENT", str(segment))
+        assert run(program, ["assert attempt() == 1"]) == 1.0, name  # EPERM
+    finally:
+        libc.shmctl(segment, 0, None)
+    assert os.stat(victim).st_mode & 0o7777 == 0o4755
+
+
+def test_the_probe_can_see_a_call_that_works():
+    assert run(probe("os.getpid()"), ["assert attempt() == 0"]) == 1.0
+
+
+def test_a_report_of_many_slow_lines_costs_little():
+    colliding = "{" + ", ".join(f"{-1000003 * b}+{b}j" for b in range(1, 3000)) + "}"[:VALUE_BYTES]
+    report = ("import json, os\nline = json.dumps([0, " + repr(colliding[:VALUE_BYTES - 1] + "}") + "]) + '\\n'\n"
+              "open('report.jsonl', 'w').write(line * 30)\nos._exit(0)\n")
+    assert run("def add(a, b):\n    return None\n" + report) == 0.0
+
+
+def test_a_trainer_with_many_open_files_still_scores():
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard}: cannot open 1100 files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        assert run(ADD) == 1.0  # the child's pidfd is above 1024, where select() cannot go
+    finally:
+        for fd in fds:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
