@@ -93,12 +93,12 @@ def cases() -> dict:
             for r, G in [([1.0, 0.0, 0.0, 1.0], 4), ([1.0, 1.0, 1.0, 1.0], 4), ([2.0, 0.0, 1.0, 1.0, 0.0, 0.0], 3)]
             for scale in ("group", "batch", "none")],
         "logprobs": [{"logits": z, "tokens": t, "T": T, "logp": [log_softmax_at(row, k, T) for row, k in zip(z, t)]}
-                     for z, t in [([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [5.0, -5.0, 0.5]], [2, 1, 1])]
-                     for T in (1.0, 0.6, 2.0)],
-        "kl": [{"estimator": k, "logp": [-1.0, -0.2, -3.0, -0.5], "ref_logp": [-1.2, -0.2, -1.0, -2.5],
-                "value": [KL[k][0](a, b) for a, b in zip([-1.0, -0.2, -3.0, -0.5], [-1.2, -0.2, -1.0, -2.5])],
-                "grad": [KL[k][1](a, b) for a, b in zip([-1.0, -0.2, -3.0, -0.5], [-1.2, -0.2, -1.0, -2.5])]}
-               for k in ("k1", "k2", "k3")],
+                     for z, t in [([[2.0, 1.0, 0.0], [1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [5.0, -5.0, 0.5]], [0, 2, 1, 1])]
+                     for T in (1.0, 0.5, 0.6, 2.0)],  # [2, 1, 0], token 0: -0.4076060 at T = 1, -0.1429316 at 0.5
+        "kl": [{"estimator": k, "logp": lp, "ref_logp": ref, "value": [KL[k][0](a, b) for a, b in zip(lp, ref)],
+                "grad": [KL[k][1](a, b) for a, b in zip(lp, ref)]}  # logp - ref = 0.5: k3 0.1065307, grad 0.3934693
+               for k in ("k1", "k2", "k3")
+               for lp, ref in [([-0.5, -1.0, -0.2, -3.0, -0.5], [-1.0, -1.2, -0.2, -1.0, -2.5])]],
         "surrogate": [],
         "aggregate": [],
         "loss": [],
@@ -112,12 +112,15 @@ def cases() -> dict:
         golden["surrogate"].append({"logp": log_rho, "old_logp": [0.0] * len(log_rho), "A": signs,
                                     "eps_low": eps_low, "eps_high": eps_high,
                                     "value": [p[0] for p in pairs], "grad": [p[1] for p in pairs]})
+    # [1] and [3, 3, 3] with max_len 4: sequence mean 2.0, token mean 2.5, Dr. GRPO 1.25; then longer masks
+    small = ([[1.0, 0.0, 0.0], [3.0, 3.0, 3.0]], [[1, 0, 0], [1, 1, 1]], 4)
     loss = [[0.5, -1.0, 2.0, 0.25], [1.5, 3.0, 7.0, 7.0], [-2.0, 7.0, 7.0, 7.0], [7.0, 7.0, 7.0, 7.0]]
-    for agg in ("grpo", "token_mean", "dr_grpo"):
-        w = aggregate_weights(mask, agg, 6)
-        golden["aggregate"].append({"loss": loss, "mask": mask, "agg": agg, "max_len": 6,
-                                    "value": sum(a * b for wr, lr in zip(w, loss) for a, b in zip(wr, lr)),
-                                    "grad": w})
+    for losses, m, max_len in (small, (loss, mask, 6)):
+        for agg in ("grpo", "token_mean", "dr_grpo"):
+            w = aggregate_weights(m, agg, max_len)
+            golden["aggregate"].append({"loss": losses, "mask": m, "agg": agg, "max_len": max_len,
+                                        "value": sum(a * b for wr, lr in zip(w, losses) for a, b in zip(wr, lr)),
+                                        "grad": w})
     for agg in ("grpo", "token_mean", "dr_grpo"):
         for sampling in ("token", "sequence"):
             for kl, beta, eps_high in (("k3", 0.04, 0.2), ("k1", 0.1, 0.28), ("k2", 0.1, 0.2), ("k3", 0.0, 0.2)):
