@@ -34,8 +34,8 @@ from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rewards import (ACCURACY, FIELDS, accuracy_rewards, extract_answer, format_reward, math_verify_reward,
-                     parse_number, r1_zero_prompt, to_row)
+from rewards import (ACCURACY, FIELDS, accuracy_rewards, answer_key, extract_answer, format_reward,
+                     math_verify_reward, r1_zero_prompt, to_row)
 from sample import left_pad, position_ids, sample
 
 # ----------------------------------------------------------------------------------------------------- config
@@ -90,14 +90,14 @@ class Config:
 # any flag given on the command line still wins.
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 SHIPPED = dict(model=os.path.join(DATA, "model"), data=os.path.join(DATA, "train.jsonl"),
-               eval_data=os.path.join(DATA, "test.jsonl"), G=8, prompts_per_step=8, max_new_tokens=64, lr=1e-4, steps=60, eval_every=10, samples_every=10)
+               eval_data=os.path.join(DATA, "test.jsonl"), G=8, prompts_per_step=8, max_new_tokens=64, lr=1e-4,
+               steps=60, eval_every=10, samples_every=10)
 
 
 POSITIVE = ("G", "prompts_per_step", "max_new_tokens", "temperature", "mu", "lr", "max_grad_norm", "micro_batch",
             "logprob_micro_batch", "steps", "eval_k", "eval_temperature", "keep")
 NON_NEGATIVE = ("beta", "epsilon", "epsilon_high", "weight_decay", "accuracy_weight", "format_weight", "eval_every",
-                "overlong_buffer",
-                "samples_every", "save_every")
+                "overlong_buffer", "samples_every", "save_every")
 
 
 def parse_config(argv=None) -> Config:
@@ -159,15 +159,18 @@ def load_rows(path: str, task: str = "auto") -> list[dict]:
     rows = []
     with open(path, "rb") as f:
         for n, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
             try:
-                row = json.loads(raw.decode("utf-8")) if raw.strip() else None
-                if row is not None and not isinstance(row, dict):
-                    raise ValueError("expected a JSON object (one dataset row)")
-                rows += [to_row(row, task)] if row is not None else []
+                row = json.loads(raw.decode("utf-8"))
             except UnicodeDecodeError:
                 raise DataError(f"{path}:{n}: not UTF-8 text") from None
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{n}: expected a JSON object (one dataset row)")
+            try:
+                rows.append(to_row(row, task))
             except ValueError as e:
                 raise DataError(f"{path}:{n}: {e}") from None
     if not rows:
@@ -210,11 +213,17 @@ def group_advantages(r: torch.Tensor, G: int, eps: float = 1e-4, scale: str = "g
     if G < 2:
         raise ValueError(f"group advantages need G >= 2 answers per question, got G = {G}")
     r = r.view(-1, G)
-    centered = r - r.mean(-1, keepdim=True)
+    centered = (r - r.mean(-1, keepdim=True)).masked_fill(flat_groups(r, G)[:, None], 0.0)  # mean may round
     if scale == "none":
         return centered.view(-1)
     std = r.std(-1, keepdim=True) if scale == "group" else batch_std(r, world)
     return (centered / (std + eps)).view(-1)
+
+
+def flat_groups(r: torch.Tensor, G: int) -> torch.Tensor:
+    """The groups whose G rewards are all equal: no signal, and A = 0 exactly (not the float32 rounding of a mean)."""
+    r = r.view(-1, G)
+    return (r == r[:, :1]).all(-1)
 
 
 def batch_std(r: torch.Tensor, world: int) -> torch.Tensor:
@@ -280,15 +289,18 @@ def masked_aggregate(loss, mask, agg: str = "grpo", num_seqs=None, num_tokens=No
 
 
 def per_token_loss(logp, old_logp, ref_logp, A, beta: float, eps_low: float, eps_high: float, kl: str = "k3",
-                   sequence_mask=None) -> torch.Tensor:
-    """l_it = -[ min(rho A_i, clip(rho) A_i) - beta D_KL ]: the negated GRPO objective, per token. Given the
-    completion mask as sequence_mask, rho is GSPO's s_i = exp(1/|o_i| sum_t log(pi_theta/pi_old)) on every token."""
-    if sequence_mask is not None:
-        logp_s, old_s = sequence_mean(logp, sequence_mask), sequence_mean(old_logp, sequence_mask)
+                   importance_sampling: str = "token", mask=None) -> torch.Tensor:
+    """l_it = -[ min(rho A_i, clip(rho) A_i) - beta D_KL ]: the negated GRPO objective, per token. With
+    importance_sampling="sequence" (GSPO), rho is s_i = exp(1/|o_i| sum_t log(pi_theta/pi_old)) on every token of
+    o_i, which needs the completion mask."""
+    if importance_sampling == "sequence":
+        logp_s, old_s = sequence_mean(logp, mask), sequence_mean(old_logp, mask)
         loss = -clipped_surrogate(logp_s, old_s, A[:, None], eps_low, eps_high).expand_as(logp)
     else:
         loss = -clipped_surrogate(logp, old_logp, A[:, None], eps_low, eps_high)
-    return loss + beta * KL_ESTIMATORS[kl](logp, ref_logp) if beta else loss
+    if beta:
+        loss = loss + beta * KL_ESTIMATORS[kl](logp, ref_logp)
+    return loss
 
 
 def overlong_penalty(lengths: torch.Tensor, max_len: int, buffer: int) -> torch.Tensor:
@@ -370,7 +382,6 @@ def policy_update(model, opt, batch: Batch, cfg: Config, world: int) -> dict[str
     if norm["num_seqs"] == 0:  # dynamic sampling left no group with a signal, on any rank: no step
         return {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0}
     eps_high = cfg.epsilon if cfg.epsilon_high is None else cfg.epsilon_high
-    gspo = cfg.importance_sampling == "sequence"
     stats = torch.zeros(3, device=batch.ids.device)  # loss, KL, clip fraction: each this rank's share of the mean
     opt.zero_grad(set_to_none=True)
     for i in range(0, n, mb):
@@ -381,13 +392,12 @@ def policy_update(model, opt, batch: Batch, cfg: Config, world: int) -> dict[str
             ref = None if batch.ref_logp is None else batch.ref_logp[rows]
             mask, A = batch.mask[rows], batch.A[rows]
             losses = per_token_loss(logp, old, ref, A, cfg.beta, cfg.epsilon, eps_high, cfg.kl_estimator,
-                                    sequence_mask=mask if gspo else None)
+                                    cfg.importance_sampling, mask)
             loss = masked_aggregate(losses, mask, cfg.loss_agg, **norm, max_len=cfg.max_new_tokens)
             (loss * world).backward()  # DDP averages gradients over ranks; each rank's loss is its share of the sum
-        with torch.no_grad():
-            rho = torch.exp(sequence_mean(logp - old, mask) if gspo else logp - old)
-            clipped = ((rho < 1 - cfg.epsilon) & (A[:, None] < 0)) | ((rho > 1 + eps_high) & (A[:, None] > 0))
+        with torch.no_grad():  # metrics: KL as k3 (an estimate of its value, whatever the loss uses), clipping
             kl = kl_k3(logp, ref) if ref is not None else torch.zeros_like(logp)
+            clipped = clipped_tokens(logp, old, A, mask, cfg.epsilon, eps_high, cfg.importance_sampling)
             stats += torch.stack([loss, (kl * mask).sum() / norm["num_tokens"],
                                   (clipped * mask).sum() / norm["num_tokens"]])
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -398,6 +408,13 @@ def policy_update(model, opt, batch: Batch, cfg: Config, world: int) -> dict[str
             "grad_norm": grad_norm.item()}
 
 
+def clipped_tokens(logp, old_logp, A, mask, eps_low: float, eps_high: float, importance_sampling: str):
+    """Where the clip is the active side of the min: rho < 1 - eps_low with A < 0, or rho > 1 + eps_high with A > 0."""
+    log_rho = sequence_mean(logp - old_logp, mask) if importance_sampling == "sequence" else logp - old_logp
+    rho, A = torch.exp(log_rho), A[:, None]
+    return ((rho < 1 - eps_low) & (A < 0)) | ((rho > 1 + eps_high) & (A > 0))
+
+
 def global_counts(mask: torch.Tensor, world: int) -> dict:
     """Sequences and completion tokens of the whole batch, summed over ranks; a sequence every token of which is
     masked out (a group dynamic sampling left out) is not counted."""
@@ -405,6 +422,14 @@ def global_counts(mask: torch.Tensor, world: int) -> dict:
     if world > 1:
         dist.all_reduce(counts)
     return {"num_seqs": counts[0].item(), "num_tokens": counts[1].item()}
+
+
+def global_sum(x: torch.Tensor, world: int) -> float:
+    """The sum of x over all ranks."""
+    total = x.sum().double()
+    if world > 1:
+        dist.all_reduce(total)
+    return total.item()
 
 
 def sync_sampler(sampler, policy) -> None:
@@ -425,7 +450,7 @@ def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator,
     batch, texts, s = rollout(sampler, tokenizer, rows, cfg, generator, device)
     r = score(texts, rows, cfg.G, cfg, s.lengths)
     batch.A = group_advantages(r["reward"], cfg.G, scale=cfg.scale_rewards, world=world).to(device)
-    flat = r["reward"].view(-1, cfg.G).std(-1) == 0  # groups whose rewards are all equal: A = 0 throughout
+    flat = flat_groups(r["reward"], cfg.G)
     if cfg.dynamic_sampling:  # DAPO: no signal, so out of the update and out of its normaliser
         batch.mask = batch.mask * ~flat.to(device).repeat_interleave(cfg.G)[:, None]
     t1 = time.perf_counter()
@@ -436,12 +461,12 @@ def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator,
     for _ in range(cfg.mu):
         update = policy_update(model, opt, batch, cfg, world)
     lengths = s.lengths.float()
-    metrics = {"reward": r["reward"].mean().item(), "reward_std": r["reward"].std().item(),
+    metrics = {"reward": r["reward"].mean().item(), "reward_std": batch_std(r["reward"], world).item(),
                "accuracy": r["accuracy"].mean().item(), "format": r["format"].mean().item(),
                "length_mean": lengths.mean().item(), "length_max": lengths.max().item(),
                "truncated": (~s.ended).float().mean().item(),
                "groups_all_equal": flat.float().mean().item(),
-               "groups_dropped": world * flat.sum().item() if cfg.dynamic_sampling else 0,  # ranks get averaged
+               "groups_dropped": global_sum(flat, world) if cfg.dynamic_sampling else 0,
                "recheck": sum(bool(RECHECK.search(t)) for t in texts) / len(texts)}
     metrics = reduce_over_ranks(metrics, world) | update
     metrics |= {"lr": opt.param_groups[0]["lr"], "time_sample": t1 - t0, "time_train": time.perf_counter() - t1}
@@ -455,9 +480,9 @@ def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator,
 
 
 def majority_vote(completions: list[str], accuracies: list[float]) -> float:
-    """cons@k: the accuracy of the most frequent extracted answer (numbers compared by value; ties: first seen)."""
-    answers = [extract_answer(c) for c in completions]
-    keys = [a if a is None or (n := parse_number(a)) is None else n for a in answers]
+    """cons@k: the accuracy of the most frequent extracted answer (numbers by value, text without LaTeX dressing or
+    spaces; ties: first seen). Code and countdown answers vote by their text the same way."""
+    keys = [None if (a := extract_answer(c)) is None else answer_key(a) for c in completions]
     voted = [key for key in keys if key is not None]
     return accuracies[keys.index(max(voted, key=voted.count))] if voted else 0.0  # max keeps the first of ties
 
@@ -690,7 +715,7 @@ def leave_process_group(ddp: bool) -> None:
 def train(cfg: Config) -> None:
     ddp = "RANK" in os.environ
     if ddp:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")  # metrics: CPU
     rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":

@@ -82,11 +82,12 @@ def last_boxed(solution: str) -> str | None:
 
 # A number: optional sign, digits with optional thousands separators and decimals, an optional exponent of at most
 # four digits (1e9999 is exact and fast; 1e999999999 would not be), optionally "/ number"; then at most a unit of
-# up to three words made of letters ("12 cm", "18 square feet", "60 km/h").
+# up to three words made of letters ("12 cm", "18 square feet", "60 km/h"). A one-letter unit needs a space before
+# it: "5 m" is 5, but "2x" and "3i" are algebra, not the numbers 2 and 3.
 NUMBER = re.compile(
     r"(?P<num>[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d{1,4})?)"
     r"(?:\s*/\s*(?P<den>-?\d+(?:\.\d+)?))?"
-    r"(?:\s*(?P<unit>[A-Za-z°µ]+(?:\s*[./]?\s*[A-Za-z°µ]+){0,2}))?"
+    r"(?:(?:\s+|(?=[A-Za-z°µ]{2}))(?P<unit>[A-Za-z°µ]+(?:\s*[./]?\s*[A-Za-z°µ]+){0,2}))?"
 )
 # Words after a number that change or hedge it: "5 or 6", "5 and a half", "3 million" are not the number 5 or 3.
 NOT_A_UNIT = {"or", "and", "to", "plus", "minus", "times", "half", "quarter", "third", "dozen", "hundred",
@@ -133,6 +134,13 @@ def same_answer(predicted: str, gold: str) -> bool:
         return got == want
     got, want = re.sub(r"\s+", "", plain(predicted)), re.sub(r"\s+", "", plain(gold))
     return got == want != ""
+
+
+def answer_key(answer: str):
+    """What answers are grouped by in a majority vote: the number, if the answer reads as one, else the text without
+    LaTeX dressing or spaces (so `x + 1` and `\\boxed{x+1}` are one answer)."""
+    number = parse_number(answer)
+    return number if number is not None else re.sub(r"\s+", "", plain(answer))
 
 
 def accuracy_reward(completion: str, answer, **row) -> float:
@@ -350,12 +358,18 @@ FIELDS = {"code": ("prompt", "tests"), "countdown": ("nums", "target"), "competi
 def to_row(raw: dict, task: str = "auto") -> dict:
     r"""A dataset row in the fields the rewards read, with its reward's "task" (math, code or countdown). GSM8K's
     question and MATH's problem become the prompt and MATH's last `\boxed{}` the answer; a countdown row gets its
-    prompt. Other fields stay. Raises ValueError saying what is missing or wrong."""
+    prompt. Other fields stay (they reach the rewards as keyword arguments). Raises ValueError saying what is wrong."""
     if task == "auto":
-        task = next((t for t, need in FIELDS.items() if all(f in raw for f in need)), "math")
+        task = next((t for t, need in FIELDS.items() if all(f in raw for f in need)), None)
+        if task is None and "prompt" not in raw:
+            raise ValueError(f"cannot tell the task from the fields {sorted(raw)}: a row needs one of "
+                             + ", ".join(f"{'+'.join(need)} ({t})" for t, need in FIELDS.items()))
+        task = task or "math"
     missing = [f for f in FIELDS[task] if f not in raw]
     if missing:
         raise ValueError(f"missing field(s) {', '.join(missing)} for a {task} row")
+    if "completion" in raw:
+        raise ValueError("a row may not have a field named completion: rewards take the completion by that name")
     row = dict(raw, task={"gsm8k": "math", "competition_math": "math"}.get(task, task))
     if task == "gsm8k":
         row["prompt"] = raw["question"]
@@ -368,15 +382,26 @@ def to_row(raw: dict, task: str = "auto") -> dict:
             raise ValueError(f"nums must be a list of integers and target an integer, got {raw['nums']}, {raw['target']}")
         row.setdefault("prompt", countdown_prompt(raw["nums"], raw["target"]))
     if task == "code":
-        if not (isinstance(raw["tests"], list) and raw["tests"] and all(isinstance(t, str) for t in raw["tests"])):
-            raise ValueError("tests must be a non-empty list of assert statements (strings)")
-        for test in raw["tests"]:
-            parse_test(test)
-    if row["task"] == "math" and (isinstance(row["answer"], bool) or not isinstance(row["answer"], (str, int, float))):
-        raise ValueError(f"answer must be a string or a number, got {json.dumps(row['answer'])}")
+        check_code_row(raw)
+    if row["task"] == "math" and (isinstance(row["answer"], bool) or not isinstance(row["answer"], (str, int, float))
+                                  or not gold_answer(row["answer"])):
+        raise ValueError(f"answer must be a non-empty string or a number, got {json.dumps(row['answer'])}")
     if not isinstance(row["prompt"], str) or not row["prompt"].strip():
         raise ValueError("prompt must be a non-empty string")
     return row
+
+
+def check_code_row(raw: dict) -> None:
+    """Tests in a form the sandbox can check, and a timeout and memory limit that mean something."""
+    if not (isinstance(raw["tests"], list) and raw["tests"] and all(isinstance(t, str) for t in raw["tests"])):
+        raise ValueError("tests must be a non-empty list of assert statements (strings)")
+    for test in raw["tests"]:
+        parse_test(test)
+    timeout, memory_mb = raw.get("timeout", 4.0), raw.get("memory_mb", 1024)
+    if type(timeout) not in (int, float) or not 0 < timeout <= 3600:
+        raise ValueError(f"timeout must be a number of seconds in (0, 3600], got {json.dumps(timeout)}")
+    if type(memory_mb) is not int or not 64 <= memory_mb <= 1 << 20:
+        raise ValueError(f"memory_mb must be an integer from 64 (Python needs that much), got {json.dumps(memory_mb)}")
 
 
 # ------------------------------------------------------------------------------------- the sandbox's child side

@@ -36,7 +36,7 @@ REWARDS = torch.tensor([1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 0.5, 0.0])
 def variant_batch(name: str) -> grpo.Batch:
     batch = random_batch(64, rows=8)
     if name == "dropped":
-        batch.mask[[1, 6]] = 0  # one row in each rank's half
+        batch.mask[[0, 1, 2, 3, 6]] = 0  # all of rank 0's half, and one row of rank 1's
     return batch
 
 

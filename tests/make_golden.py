@@ -73,9 +73,11 @@ def loss_case(logp, old, ref, A, mask, beta, eps_low, eps_high, kl, sampling, ag
             terms = [surrogate(a - b, A[i], eps_low, eps_high) for a, b in zip(logp[i], old[i])]
         l_row = [-t[0] + beta * kl_value(a, r) for t, a, r in zip(terms, logp[i], ref[i])]
         value += sum(wt * l for wt, l in zip(w[i], l_row))
-        through_ratio = sum(w[i]) if sampling == "sequence" else None
-        grad.append([(-dt * (through_ratio if through_ratio is not None else wt) + wt * beta * kl_grad(a, r))
-                     for (_, dt), wt, a, r in zip(terms, w[i], logp[i], ref[i])])
+        # d/d logp_ij: through the surrogate, token j's own weight (token ratio) or the whole row's (one s_i for
+        # every token of the row); through the KL, token j's weight
+        ratio_weights = [sum(w[i])] * len(row) if sampling == "sequence" else w[i]
+        grad.append([-dt * rw + wt * beta * kl_grad(a, r)
+                     for (_, dt), rw, wt, a, r in zip(terms, ratio_weights, w[i], logp[i], ref[i])])
     return value, grad
 
 

@@ -23,9 +23,14 @@ def test_group_advantages_are_per_group():
     assert A[2:].tolist() == [0.0, 0.0]
 
 
-def test_all_equal_rewards_give_zero_advantage_not_nan():
-    A = group_advantages(torch.full((8,), 0.7, **f64), G=8)
-    assert torch.equal(A, torch.zeros(8, **f64))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+def test_all_equal_rewards_give_zero_advantage_not_nan(dtype, scale):
+    """0.7 (a code reward's 7 of 10 tests, say) is no binary fraction: the float32 mean of eight of them is not 0.7,
+    so the rule "all equal: A = 0" must be applied, not left to rounding."""
+    r = torch.tensor([0.7] * 8 + [1.0, 0.0] * 4, dtype=dtype)
+    A = group_advantages(r, G=8, scale=scale)
+    assert torch.equal(A[:8], torch.zeros(8, dtype=dtype)) and A[8:].abs().min() > 0.1
 
 
 def test_group_of_one_is_an_error():

@@ -20,6 +20,7 @@ def answer(x):
     ([answer(7), answer(5)], "5", 0.0),  # a tie goes to the first seen
     (["no tags", "<think>5</think>"], "5", 0.0),
     (["no tags", answer(5)], "#### 5", 1.0),  # completions without an answer do not vote
+    ([answer("x+2"), answer("x + 1"), answer("\\boxed{x+1}")], "x+1", 1.0),  # one answer, however written
 ])
 def test_majority_vote(completions, gold, expected):
     accuracies = [accuracy_reward(c, answer=gold) for c in completions]

@@ -65,7 +65,7 @@ def test_whole_loss(case):
     logp, mask = t(case["logp"], grad=True), t(case["mask"])
     losses = grpo.per_token_loss(logp, t(case["old_logp"]), t(case["ref_logp"]), t(case["A"]), case["beta"],
                                  case["eps_low"], case["eps_high"], case["kl"],
-                                 sequence_mask=mask if case["importance_sampling"] == "sequence" else None)
+                                 case["importance_sampling"], mask)
     value = grpo.masked_aggregate(losses, mask, case["agg"], max_len=case["max_len"])
     value.backward()
     assert close(value, case["value"]) and close(logp.grad, case["grad"])
@@ -84,5 +84,5 @@ def test_the_readme_example_loads_the_file():
 def my_grpo_loss(logp, old_logp, ref_logp, A, mask, beta, eps_low, eps_high, kl, importance_sampling, agg, max_len):
     """Stands in for "your implementation" in the README's example."""
     losses = grpo.per_token_loss(logp, old_logp, ref_logp, A, beta, eps_low, eps_high, kl,
-                                 sequence_mask=mask if importance_sampling == "sequence" else None)
+                                 importance_sampling, mask)
     return grpo.masked_aggregate(losses, mask, agg, max_len=max_len)

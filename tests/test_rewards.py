@@ -108,6 +108,8 @@ def test_format_reward_hacks_score_zero(completion):
     (answer("072"), "72", 1.0), (answer("0.50"), "0.5", 1.0), (answer("00"), "0", 1.0),
     (answer("7.2e1"), "72", 1.0), (answer("7.2E+1"), "72", 1.0), (answer("7.2 \\times 10^{1}"), "72", 1.0),
     (answer("1e3"), "1,000", 1.0), (answer("1e-3"), "0.001", 1.0), (answer("7.2e1"), "7.2", 0.0),
+    (answer("2"), "2x", 0.0), (answer("2y"), "2x", 0.0), (answer("2x"), "2x", 1.0), (answer("3"), "3i", 0.0),
+    (answer("5 m"), "5", 1.0),  # a one-letter unit needs its space
 ])
 def test_math_reward_hacks(completion, gold, expected):
     assert accuracy_reward(completion, answer=gold) == expected
@@ -199,6 +201,12 @@ def test_rows_are_read_by_their_fields(raw, row):
     ({"nums": [1, "2"], "target": 3}, "auto", "nums must be a list of integers"),
     ({"nums": [1, 2], "target": 3.5}, "auto", "target an integer"),
     ({"prompt": "", "answer": "1"}, "auto", "prompt must be a non-empty string"),
+    ({"prompt": "p", "answer": ""}, "auto", "answer must be a non-empty string"),
+    ({"nums": [1, 2]}, "auto", "cannot tell the task from the fields \\['nums'\\]"),
+    ({"prompt": "p", "answer": "1", "completion": "c"}, "auto", "may not have a field named completion"),
+    ({"prompt": "p", "tests": ["assert f() == 1"], "timeout": "4"}, "auto", "timeout must be a number"),
+    ({"prompt": "p", "tests": ["assert f() == 1"], "timeout": -1}, "auto", "timeout must be a number"),
+    ({"prompt": "p", "tests": ["assert f() == 1"], "memory_mb": 1.5}, "auto", "memory_mb must be an integer"),
 ])
 def test_bad_rows_say_what_is_wrong(raw, task, message):
     with pytest.raises(ValueError, match=message):

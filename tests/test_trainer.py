@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 from conftest import random_batch, tiny_model
+from ddp_run import by_length
 from transformers import AutoModelForCausalLM
 
 import grpo
@@ -116,7 +117,7 @@ def test_cli_runs_under_torchrun(model_dir, tmp_path):
     ('{"prompt": "a", "answer": "1"}\n\n{"prompt": "b"}\n', r"train\.jsonl:3: missing field\(s\) answer for a math row"),
     ('["prompt", "answer"]\n', r"train\.jsonl:1: expected a JSON object"),
     ('{"prompt": 5, "answer": "1"}\n', r"train\.jsonl:1: prompt must be a non-empty string"),
-    ('{"prompt": "a", "answer": null}\n', r"train\.jsonl:1: answer must be a string or a number, got null"),
+    ('{"prompt": "a", "answer": null}\n', r"train\.jsonl:1: answer must be a non-empty string or a number, got null"),
     (b'{"prompt": "a", "answer": "1"}\n{"prompt": "\xff"}\n', r"train\.jsonl:2: not UTF-8 text"),
     ('\n', r"train\.jsonl: no rows"),
 ])
@@ -251,12 +252,16 @@ def test_dynamic_sampling_with_no_signal_takes_no_step(model_dir, tmp_path):
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-def test_cli_runs_with_every_variant(model_dir, tmp_path):
+def test_cli_trains_with_every_variant(model_dir, tmp_path, monkeypatch):
+    """Rewards by length (a random model never answers right), so that every step has groups with a signal."""
+    monkeypatch.setattr(grpo, "score", by_length)
     data = write_rows(tmp_path / "train.jsonl", ARITHMETIC)
     grpo.main(cli_args(model_dir, data, tmp_path / "out") + [
         "--scale-rewards", "batch", "--importance-sampling", "sequence", "--kl-estimator", "k2", "--overlong-buffer",
         "4", "--loss-agg", "token_mean", "--epsilon-high", "0.28", "--dynamic-sampling"])
     check_run(tmp_path / "out", model_dir)
+    lines = [json.loads(line) for line in open(tmp_path / "out" / "metrics.jsonl")]
+    assert all(m["grad_norm"] > 0 and m["loss"] != 0 for m in lines)
 
 
 def test_overlong_penalty_enters_the_reward():

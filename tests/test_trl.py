@@ -51,7 +51,7 @@ def trl_loss(logp, old, ref, A, mask, beta, eps_low, eps_high, agg, sampling):
 
 def our_loss(logp, old, ref, A, mask, beta, eps_low, eps_high, agg, sampling):
     losses = grpo.per_token_loss(logp, old, ref, A, beta, eps_low, eps_high, "k3",
-                                 sequence_mask=mask if sampling == "sequence" else None)
+                                 sampling, mask)
     return grpo.masked_aggregate(losses, mask, agg, max_len=MAX_LEN)
 
 

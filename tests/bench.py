@@ -1,0 +1,186 @@
+"""Speed of sampling and training, one table: `python tests/bench.py [--shape SHAPE]` (not collected by pytest).
+
+In one process and one run: the sampler's tokens/s against `model.generate` on the same model, prompts, G,
+lengths and batch (EOS ignored by both, so both make every token), prefill and decode timed apart; the loss
+passes' tokens/s and model FLOPs utilisation (6 N FLOPs per token forward and backward, N the parameter count);
+a whole GRPO step's (sampling 2 N per token, the reference forward 2 N, the loss passes 6 N); peak memory.
+Shapes: `tiny` is the 1M-parameter model shipped in data/ (the CPU default); `qwen2.5-0.5b` and `qwen2.5-1.5b`
+are those models' shapes with random weights (bf16, CUDA). Times are medians of --repeats runs after a warm-up,
+taken with CUDA events on a GPU. MFU needs the device's peak: known for H100/H200/A100, else --peak-tflops.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import grpo  # noqa: E402
+from sample import left_pad, sample  # noqa: E402
+
+SHAPES = {  # Qwen2.5's published configurations (hidden, intermediate, layers, heads, kv heads); vocab 151936
+    "qwen2.5-0.5b": (896, 4864, 24, 14, 2), "qwen2.5-1.5b": (1536, 8960, 28, 12, 2)}
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 FLOP/s
+
+
+def load(shape: str, device: torch.device):
+    tokenizer = AutoTokenizer.from_pretrained(os.path.join(ROOT, "data", "model"))
+    if shape == "tiny":
+        return AutoModelForCausalLM.from_pretrained(os.path.join(ROOT, "data", "model")).to(device).eval(), tokenizer
+    hidden, intermediate, layers, heads, kv = SHAPES[shape]
+    config = Qwen2Config(vocab_size=151936, hidden_size=hidden, intermediate_size=intermediate,
+                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv,
+                         max_position_embeddings=32768, tie_word_embeddings=True, rope_theta=1e6)
+    torch.manual_seed(0)
+    return Qwen2ForCausalLM(config).to(device, torch.bfloat16).eval(), tokenizer
+
+
+def median_seconds(fn, repeats: int, device: torch.device) -> float:
+    fn()  # warm-up: kernels chosen, caches allocated
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1000)
+        else:
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_memory(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
+    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB (process)"
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def sampler_rows(model, prompts, G: int, N: int, repeats: int, device) -> list[tuple]:
+    """Ours against generate: whole runs, and runs of one token (prefill and the first draw); decode = the rest."""
+    ids, mask = left_pad(prompts, 0, device)
+    rows = len(prompts) * G
+
+    def ours(n):
+        return sample(model, prompts, G, n, 1.0, 1.0, (), 0, 0)
+
+    def generate(n):
+        return model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0, top_p=1.0,
+                              top_k=0, max_new_tokens=n, min_new_tokens=n, num_return_sequences=G, pad_token_id=0)
+
+    table, speed = [], {}
+    for name, fn in (("generate (dynamic cache)", generate), ("sample.py", ours)):
+        reset_peak(device)
+        total = median_seconds(lambda: fn(N), repeats, device)
+        prefill = median_seconds(lambda: fn(1), repeats, device)
+        speed[name] = rows * N / total
+        table.append((f"sampler: {name}", total, speed[name], "", peak_memory(device)))
+        table.append((f"  prefill (+1 token) / decode", prefill, rows * (N - 1) / (total - prefill), "", ""))
+    ratio = speed["sample.py"] / speed["generate (dynamic cache)"]
+    table[-2] = table[-2][:3] + (f"{ratio:.2f}x generate",) + table[-2][4:]
+    return table
+
+
+def random_batch(rows: int, P: int, N: int, vocab: int, device) -> grpo.Batch:
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, vocab, (rows, P + N), generator=g)
+    mask = torch.ones(rows, N, dtype=torch.long)
+    return grpo.Batch(ids.to(device), torch.ones(rows, P + N, dtype=torch.long, device=device), mask.to(device),
+                      A=torch.randn(rows, generator=g).to(device),
+                      ref_logp=(-torch.rand(rows, N, generator=g) - 1).to(device))
+
+
+def mfu(flops: float, seconds: float, peak: float | None) -> str:
+    achieved = flops / seconds
+    return f"{achieved / 1e12:.2f} TFLOP/s" + (f", MFU {achieved / peak:.1%}" if peak else "")
+
+
+def training_rows(model, tokenizer, args, device, peak) -> list[tuple]:
+    n_params = sum(p.numel() for p in model.parameters())
+    rows, table = args.prompts * args.G, []
+    batch = random_batch(rows, args.prompt_len, args.new_tokens, model.config.vocab_size, device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-7, fused=device.type == "cuda")
+    cfg = grpo.Config(G=args.G, micro_batch=args.micro_batch, beta=0.001, max_new_tokens=args.new_tokens,
+                      gradient_checkpointing=args.gradient_checkpointing)
+    reset_peak(device)
+    seconds = median_seconds(lambda: grpo.policy_update(model, opt, batch, cfg, 1), args.repeats, device)
+    tokens = rows * (args.prompt_len + args.new_tokens)
+    table.append(("loss passes (forward + backward + AdamW)", seconds, tokens / seconds,
+                  mfu(6 * n_params * tokens, seconds, peak), peak_memory(device)))
+
+    data = [json.loads(line) for line in open(os.path.join(ROOT, "data", "train.jsonl"))][:args.prompts]
+    cfg = grpo.Config(G=args.G, prompts_per_step=args.prompts, max_new_tokens=args.new_tokens, beta=0.001,
+                      micro_batch=args.micro_batch, logprob_micro_batch=args.micro_batch, eval_every=0,
+                      gradient_checkpointing=args.gradient_checkpointing)
+    ref = grpo.copy.deepcopy(model).requires_grad_(False)
+    generator = torch.Generator(device).manual_seed(0)
+    steps = []
+
+    def step():
+        metrics, _ = grpo.grpo_step(model, ref, model, tokenizer, opt, data, cfg, generator, 1)
+        steps.append(metrics)
+
+    reset_peak(device)
+    seconds = median_seconds(step, args.repeats, device)
+    generated = statistics.median(m["length_mean"] for m in steps) * rows
+    prompt_tokens = sum(len(tokenizer(grpo.r1_zero_prompt(r["prompt"]))["input_ids"]) for r in data) * args.G
+    flops = 2 * n_params * (prompt_tokens + generated) * 2 + 6 * n_params * (prompt_tokens + generated)
+    table.append((f"whole GRPO step ({generated / rows:.0f} new tokens a row)", seconds, generated / seconds,
+                  mfu(flops, seconds, peak), peak_memory(device)))
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shape", default=None, choices=["tiny", *SHAPES], help="default: tiny on CPU, 0.5B on CUDA")
+    parser.add_argument("--prompts", type=int, default=None, help="B (default: 8 on CPU, 32 on CUDA)")
+    parser.add_argument("--G", type=int, default=8)
+    parser.add_argument("--prompt-len", type=int, default=None, help="default: 80 on CPU, 128 on CUDA")
+    parser.add_argument("--new-tokens", type=int, default=None, help="default: 64 on CPU, 512 on CUDA")
+    parser.add_argument("--micro-batch", type=int, default=16)
+    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, for MFU")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = device.type == "cuda"
+    args.shape = args.shape or ("qwen2.5-0.5b" if cuda else "tiny")
+    args.prompts = args.prompts or (32 if cuda else 8)
+    args.prompt_len = args.prompt_len or (128 if cuda else 80)
+    args.new_tokens = args.new_tokens or (512 if cuda else 64)
+    name = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else next((v for k, v in PEAK_BF16.items() if k in name), None)
+
+    model, tokenizer = load(args.shape, device)
+    torch.manual_seed(0)
+    prompts = [torch.randint(1, model.config.vocab_size, (args.prompt_len - i % 8,)).tolist()
+               for i in range(args.prompts)]
+    table = sampler_rows(model, prompts, args.G, args.new_tokens, args.repeats, device)
+    table += training_rows(model, tokenizer, args, device, peak)
+
+    print(f"{args.shape} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
+          f"{next(model.parameters()).dtype}) on {name}; torch {torch.__version__}")
+    print(f"B = {args.prompts} prompts x G = {args.G}, prompts of {args.prompt_len - 7}-{args.prompt_len} tokens, "
+          f"{args.new_tokens} new tokens; medians of {args.repeats} after a warm-up")
+    print(f"| {'what':<44} | {'seconds':>8} | {'tokens/s':>10} | {'vs generate / compute':<26} | peak memory |")
+    print(f"|{'-' * 46}|{'-' * 10}:|{'-' * 11}:|{'-' * 28}|{'-' * 13}|")
+    for what, seconds, speed, extra, memory in table:
+        print(f"| {what:<44} | {seconds:>8.3f} | {speed:>10.0f} | {extra:<26} | {memory} |")
+
+
+if __name__ == "__main__":
+    main()
