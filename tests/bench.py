@@ -177,7 +177,7 @@ def main() -> None:
     print(f"B = {args.prompts} prompts x G = {args.G}, prompts of {args.prompt_len - 7}-{args.prompt_len} tokens, "
           f"{args.new_tokens} new tokens; medians of {args.repeats} after a warm-up")
     print(f"| {'what':<44} | {'seconds':>8} | {'tokens/s':>10} | {'vs generate / compute':<26} | peak memory |")
-    print(f"|{'-' * 46}|{'-' * 10}:|{'-' * 11}:|{'-' * 28}|{'-' * 13}|")
+    print(f"|{'-' * 46}|{'-' * 9}:|{'-' * 11}:|{'-' * 28}|{'-' * 13}|")
     for what, seconds, speed, extra, memory in table:
         print(f"| {what:<44} | {seconds:>8.3f} | {speed:>10.0f} | {extra:<26} | {memory} |")
 
