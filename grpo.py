@@ -33,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from rewards import (ACCURACY, FIELDS, accuracy_rewards, answer_key, extract_answer, format_reward,
                      math_verify_reward, r1_zero_prompt, to_row)
@@ -102,8 +103,12 @@ NON_NEGATIVE = ("beta", "epsilon", "epsilon_high", "weight_decay", "accuracy_wei
 
 def parse_config(argv=None) -> Config:
     """Config from the command line: one flag per field, with the field's default; bad values name their flag."""
+    shipped = ", ".join(f"--{k.replace('_', '-')} {os.path.relpath(v) if k in ('model', 'data', 'eval_data') else v}"
+                        for k, v in SHIPPED.items())
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                     epilog=f"Without --model, the shipped model's settings replace these defaults: "
+                                            f"{shipped}.")
     choices = {"loss_agg": LOSS_AGG, "task": ("auto", *FIELDS), "scale_rewards": ("group", "batch", "none"),
                "importance_sampling": ("token", "sequence"), "kl_estimator": tuple(KL_ESTIMATORS)}
     comments = dict(re.findall(r"^    (\w+):[^#\n]*#\s*(.+)$", inspect.getsource(Config), re.M))  # the help texts
@@ -114,7 +119,7 @@ def parse_config(argv=None) -> Config:
                             help=comments.get(f.name, "").replace("%", "%%"),
                             **({"choices": choices[f.name]} if f.name in choices else {}))
     argv = sys.argv[1:] if argv is None else argv
-    if not any(a == "--model" or a.startswith("--model=") for a in argv):
+    if not any(a == "--model" or a.startswith("--model=") or a in ("-h", "--help") for a in argv):
         parser.set_defaults(**SHIPPED)
     cfg = Config(**vars(parser.parse_args(argv)))
     for name in POSITIVE + NON_NEGATIVE:
@@ -516,7 +521,7 @@ def evaluate(model, tokenizer, rows, cfg: Config, rank: int, world: int, chunk: 
 
 def print_before_after(before: dict, after: dict, steps: int, seconds: float) -> None:
     print(f"\nheld-out {'':14s} before   after   ({steps} steps, {seconds / 60:.1f} min)")
-    for key in before:
+    for key in (k for k in before if k != "eval/seconds"):
         print(f"  {key[5:]:22s} {before[key]:7.3f} {after[key]:7.3f}")
 
 
@@ -723,6 +728,9 @@ def train(cfg: Config) -> None:
     torch.manual_seed(cfg.seed)
     rows = None if cfg.eval_only else load_rows(cfg.data, cfg.task)
     eval_rows = load_rows(cfg.eval_data, cfg.task) if cfg.eval_data else None
+    if rank == 0 and rows is not None and cfg.prompts_per_step > len(rows):
+        print(f"note: --prompts-per-step {cfg.prompts_per_step} is more than the {len(rows)} rows of {cfg.data}: "
+              f"each step repeats questions")
     tokenizer = pretrained(AutoTokenizer, cfg.model, "--model")
     policy, sampler, ref = load_models(cfg, device)
     os.makedirs(cfg.out, exist_ok=True)
@@ -735,8 +743,10 @@ def train(cfg: Config) -> None:
 
     def run_eval(step: int) -> dict:
         sync_sampler(sampler, policy)
+        start = time.perf_counter()
         with autocast:
             result = evaluate(sampler, tokenizer, eval_rows, cfg, rank, world)
+        result["eval/seconds"] = time.perf_counter() - start
         if rank == 0:
             append_jsonl(metrics_file, [{"step": step} | ({"model": cfg.model} if cfg.eval_only else {}) | result])
             tqdm.write(f"eval @ step {step}: " + "  ".join(f"{k[5:]} {v:.3f}" for k, v in result.items()))
@@ -755,7 +765,8 @@ def train(cfg: Config) -> None:
         print(f"resuming from {cfg.resume} after step {done}")
     before = first_eval(metrics_file) if done else run_eval(0) if eval_rows else None
     start, after = time.perf_counter(), None
-    bar = tqdm(range(done + 1, cfg.steps + 1), disable=rank != 0, desc="grpo", initial=done, total=cfg.steps)
+    bar = tqdm(range(done + 1, cfg.steps + 1), desc="grpo", initial=done, total=cfg.steps,
+               disable=None if rank == 0 else True)  # None: no bar when the output is a file, not a terminal
     for step in bar:
         step_rows = rows_for_step(rows, step - 1, cfg.prompts_per_step, cfg.seed, rank, world)
         if device.type == "cuda":
@@ -786,6 +797,8 @@ def train(cfg: Config) -> None:
 
 def main(argv=None) -> None:
     cfg = parse_config(argv)
+    if not sys.stderr.isatty():  # transformers' loading and saving bars would fill a log file with their redraws
+        hf_logging.disable_progress_bar()
     try:
         train(cfg)
     except DataError as e:

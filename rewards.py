@@ -379,7 +379,8 @@ def to_row(raw: dict, task: str = "auto") -> dict:
             raise ValueError("the solution has no \\boxed{} answer")
     if task == "countdown":
         if not (isinstance(raw["nums"], list) and raw["nums"] and all(type(n) is int for n in raw["nums"] + [raw["target"]])):
-            raise ValueError(f"nums must be a list of integers and target an integer, got {raw['nums']}, {raw['target']}")
+            raise ValueError(f"nums must be a list of integers and target an integer, got nums={raw['nums']!r}, "
+                             f"target={raw['target']!r}")
         row.setdefault("prompt", countdown_prompt(raw["nums"], raw["target"]))
     if task == "code":
         check_code_row(raw)

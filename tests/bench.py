@@ -89,7 +89,8 @@ def sampler_rows(model, prompts, G: int, N: int, repeats: int, device) -> list[t
         prefill = median_seconds(lambda: fn(1), repeats, device)
         speed[name] = rows * N / total
         table.append((f"sampler: {name}", total, speed[name], "", peak_memory(device)))
-        table.append((f"  prefill (+1 token) / decode", prefill, rows * (N - 1) / (total - prefill), "", ""))
+        table.append(("  seconds: prefill (+1 token); tokens/s: decode", prefill, rows * (N - 1) / (total - prefill), "",
+                      ""))
     ratio = speed["sample.py"] / speed["generate (dynamic cache)"]
     table[-2] = table[-2][:3] + (f"{ratio:.2f}x generate",) + table[-2][4:]
     return table

@@ -47,7 +47,7 @@ def test_eval_only_appends_one_line_to_eval_jsonl_and_leaves_the_training_logs(m
                "--max-new-tokens", "6", "--out", str(tmp_path / "out")])
     (line,) = [json.loads(x) for x in open(tmp_path / "out" / "eval.jsonl")]
     assert set(line) == {"step", "model", "eval/greedy_pass@1", "eval/pass@1_k3", "eval/cons@3", "eval/format",
-                         "eval/length_mean"}
+                         "eval/length_mean", "eval/seconds"}
     assert line["step"] == 0 and line["model"] == model_dir and 0 < line["eval/length_mean"] <= 6
     assert (tmp_path / "out" / "metrics.jsonl").read_text() == '{"step": 1}\n'
     assert not (tmp_path / "out" / "model.safetensors").exists()  # eval-only writes no checkpoint

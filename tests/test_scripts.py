@@ -21,8 +21,9 @@ def test_bench_prints_its_table():
     out = run("tests/bench.py", "--prompts", "2", "--G", "2", "--new-tokens", "6", "--repeats", "1")
     rows = [line for line in out.splitlines() if line.startswith("| ")]
     names = [r.split("|")[1].strip() for r in rows[1:]]
-    assert names[:5] == ["sampler: generate (dynamic cache)", "prefill (+1 token) / decode", "sampler: sample.py",
-                         "prefill (+1 token) / decode", "loss passes (forward + backward + AdamW)"]
+    decode = "seconds: prefill (+1 token); tokens/s: decode"
+    assert names[:5] == ["sampler: generate (dynamic cache)", decode, "sampler: sample.py", decode,
+                         "loss passes (forward + backward + AdamW)"]
     assert names[5].startswith("whole GRPO step") and len(names) == 6
     assert "x generate" in rows[3] and "TFLOP/s" in rows[5] and "TFLOP/s" in rows[6]
 
