@@ -496,7 +496,7 @@ def majority_vote(completions: list[str], accuracies: list[float]) -> float:
 def evaluate(model, tokenizer, rows, cfg: Config, rank: int, world: int, chunk: int = 32) -> dict[str, float]:
     """Held-out accuracy as the R1 paper reports it: greedy pass@1; pass@1 averaged over k samples at the eval
     temperature; cons@k; with the samples' format rate and mean length. Each rank takes every world-th question."""
-    k, device = cfg.eval_k, batch_device(model)
+    k, device, rewards = cfg.eval_k, batch_device(model), accuracy_functions(cfg)
     generator = torch.Generator(device).manual_seed(cfg.seed + 7919 * (rank + 1))  # same draws at every eval
     sums = torch.zeros(5, dtype=torch.float64, device=device)
     mine = rows[rank::world]
@@ -505,8 +505,8 @@ def evaluate(model, tokenizer, rows, cfg: Config, rank: int, world: int, chunk: 
         _, _, greedy = complete(model, tokenizer, part, 1, 0.0, 1.0, cfg.max_new_tokens, None)
         _, s, sampled = complete(model, tokenizer, part, k, cfg.eval_temperature, cfg.eval_top_p,
                                  cfg.max_new_tokens, generator)
-        greedy_acc = accuracy_rewards(greedy, part, accuracy_functions(cfg))
-        sampled_acc = accuracy_rewards(sampled, [row for row in part for _ in range(k)], accuracy_functions(cfg))
+        greedy_acc = accuracy_rewards(greedy, part, rewards)
+        sampled_acc = accuracy_rewards(sampled, [row for row in part for _ in range(k)], rewards)
         for j in range(len(part)):
             group, acc = sampled[j * k:(j + 1) * k], sampled_acc[j * k:(j + 1) * k]
             sums += torch.tensor([greedy_acc[j], sum(acc) / k, majority_vote(group, acc),

@@ -132,15 +132,19 @@ def same_answer(predicted: str, gold: str) -> bool:
     got, want = parse_number(predicted), parse_number(gold)
     if got is not None and want is not None:
         return got == want
-    got, want = re.sub(r"\s+", "", plain(predicted)), re.sub(r"\s+", "", plain(gold))
-    return got == want != ""
+    return plain_text(predicted) == plain_text(gold) != ""
+
+
+def plain_text(answer: str) -> str:
+    """An answer as text without LaTeX dressing or spaces: how answers that are not one number compare."""
+    return re.sub(r"\s+", "", plain(answer))
 
 
 def answer_key(answer: str):
     """What answers are grouped by in a majority vote: the number, if the answer reads as one, else the text without
     LaTeX dressing or spaces (so `x + 1` and `\\boxed{x+1}` are one answer)."""
     number = parse_number(answer)
-    return number if number is not None else re.sub(r"\s+", "", plain(answer))
+    return number if number is not None else plain_text(answer)
 
 
 def accuracy_reward(completion: str, answer, **row) -> float:
