@@ -1,8 +1,10 @@
 """KV-cached batched sampling of G completions per prompt from any Hugging Face causal LM.
 
-Each prompt is prefilled once and its KV cache copied to its G rows; each row then draws its own tokens and
-stops at its own EOS; the loop ends when every row has stopped or the budget is spent. The log-probability
-of each drawn token is returned under log_softmax(logits / T), the convention the trainer uses too.
+Each prompt is prefilled once and its KV cache copied to its G rows of a static (preallocated) cache; each row
+then draws its own tokens and stops at its own EOS; the loop ends when every row has stopped or the budget is
+spent. The log-probability of each drawn token is returned under log_softmax(logits / T), the convention the
+trainer uses too. For speed on a GPU, nothing in the loop waits for the device except a check, every 16 tokens,
+that some row is still going; the decode step has fixed shapes, so it can be replayed as a CUDA graph.
 Nothing here knows about rewards or RL.
 """
 import inspect
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from transformers import StaticCache
 
 
 @dataclass
@@ -59,30 +62,73 @@ def draw(logits: torch.Tensor, temperature: float, top_p: float, generator) -> t
             sorted_p, order = probs.sort(-1, descending=True)
             outside = sorted_p.cumsum(-1) - sorted_p >= top_p  # keep the smallest prefix whose mass reaches p
             probs = probs.scatter(-1, order, sorted_p.masked_fill(outside, 0.0))
-        token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # an independent draw per row
+        # An exponential race: with E_i ~ Exp(1), argmax p_i / E_i is i with probability p_i. It is the draw
+        # torch.multinomial(probs, 1) makes from the same random numbers, without its validity check (a host sync).
+        token = (probs / torch.empty_like(probs).exponential_(generator=generator)).argmax(-1)
     return token, logp.gather(-1, token[:, None]).squeeze(-1)
+
+
+def static_cache(model, prefilled, G: int, length: int) -> StaticCache:
+    """A KV cache of `length` positions allocated once, holding G copies of each prefilled prompt. Decoding then
+    writes each new position in place: no re-allocation per token as a growing cache does, and the same shapes
+    every step, so that a CUDA graph can replay it."""
+    cache = StaticCache(config=model.config, max_cache_len=length)
+    for i, layer in enumerate(prefilled.layers):
+        cache.update(layer.keys.repeat_interleave(G, 0), layer.values.repeat_interleave(G, 0), i)
+    return cache
+
+
+class DecodeStep:
+    """The forward of one new token per row into the static cache, reading two fixed buffers (`token`, `pos`),
+    so that on a GPU it can be captured once as a CUDA graph and replayed (one launch instead of hundreds)."""
+
+    def __init__(self, model, cache, mask: torch.Tensor, pos: torch.Tensor, cuda_graph: bool):
+        self.model, self.cache, self.mask, self.pos = model, cache, mask, pos
+        self.token = torch.zeros_like(pos)
+        self.kw, self.cuda_graph, self.graph, self.logits = cache_keyword(model), cuda_graph, None, None
+
+    def forward(self) -> torch.Tensor:
+        return self.model(input_ids=self.token, attention_mask=self.mask, position_ids=self.pos, use_cache=True,
+                          **{self.kw: self.cache}).logits[:, -1]
+
+    def __call__(self) -> torch.Tensor:
+        if not self.cuda_graph:
+            return self.forward()
+        if self.graph is None:  # the first call runs eagerly on a side stream (the warm-up), then records a graph
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                logits = self.forward()
+            torch.cuda.current_stream().wait_stream(stream)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):  # recorded, not run: the cache is not advanced twice
+                self.logits = self.forward()
+            return logits
+        self.graph.replay()
+        return self.logits
 
 
 @torch.no_grad()
 def sample(model, prompts: list[list[int]], G: int, max_new_tokens: int, temperature: float = 1.0,
-           top_p: float = 1.0, eos_ids=(), pad_id: int = 0, generator: torch.Generator | int | None = None
-           ) -> Samples:
-    """G completions for each tokenized prompt, with the log-probs of the drawn tokens."""
+           top_p: float = 1.0, eos_ids=(), pad_id: int = 0, generator: torch.Generator | int | None = None,
+           cuda_graph: bool = False) -> Samples:
+    """G completions for each tokenized prompt, with the log-probs of the drawn tokens. cuda_graph replays the
+    decode step as a CUDA graph (on a GPU; not yet measured there, so off by default)."""
     device = next(model.parameters()).device
     if isinstance(generator, int):
         generator = torch.Generator(device).manual_seed(generator)
-    kw = cache_keyword(model)
     ids, mask = left_pad(prompts, pad_id, device)
-    rows = len(prompts) * G
+    rows, width = len(prompts) * G, ids.shape[1]
     eos = torch.tensor(sorted(set(eos_ids)), dtype=torch.long, device=device)
 
-    # Prefill each prompt once, then give each of its G rows a copy of its cache.
+    # Prefill each prompt once, then give each of its G rows a copy of its cache, in a static cache.
     out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=True,
                 logits_to_keep=1)
-    cache, logits = out[kw], out.logits[:, -1].repeat_interleave(G, 0)
-    cache.batch_repeat_interleave(G)
-    mask = mask.repeat_interleave(G, 0)
-    pos = position_ids(mask)[:, -1:]
+    logits = out.logits[:, -1].repeat_interleave(G, 0)
+    cache = static_cache(model, out[cache_keyword(model)], G, width + max_new_tokens)
+    mask = F.pad(mask.repeat_interleave(G, 0), (0, max_new_tokens), value=1).bool()  # later columns: causal mask
+    step = DecodeStep(model, cache, mask, position_ids(mask)[:, width - 1:width].clone(), cuda_graph)
+    check_every = 16 if device.type == "cuda" else 1  # asking if all rows ended stalls a GPU; a CPU, not at all
 
     tokens = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logprobs = torch.zeros((rows, max_new_tokens), device=device)
@@ -95,10 +141,10 @@ def sample(model, prompts: list[list[int]], G: int, max_new_tokens: int, tempera
         logprobs[:, t] = torch.where(live, logp, 0.0)
         lengths += live.long()
         ended |= live & torch.isin(token, eos)
-        if ended.all() or t == max_new_tokens - 1:
+        if t == max_new_tokens - 1 or (t + 1) % check_every == 0 and ended.all():
             break
-        mask, pos = F.pad(mask, (0, 1), value=1), pos + 1
-        out = model(input_ids=tokens[:, t:t + 1], attention_mask=mask, position_ids=pos, use_cache=True,
-                    **{kw: cache})
-        cache, logits = out[kw], out.logits[:, -1]
-    return Samples(tokens[:, :lengths.max()], lengths, ended, logprobs[:, :lengths.max()])
+        step.token.copy_(tokens[:, t:t + 1])
+        step.pos += 1
+        logits = step()
+    n = lengths.max()
+    return Samples(tokens[:, :n], lengths, ended, logprobs[:, :n])

@@ -1,7 +1,9 @@
 """Speed of sampling and training, one table: `python tests/bench.py [--shape SHAPE]` (not collected by pytest).
 
 In one process and one run: the sampler's tokens/s against `model.generate` on the same model, prompts, G,
-lengths and batch (EOS ignored by both, so both make every token), prefill and decode timed apart; the loss
+lengths and batch (EOS ignored by both, so both make every token), prefill and decode timed apart, on CUDA also
+with the decode step replayed as a CUDA graph, and a decode step's time against the memory-bandwidth floor (every
+weight and the KV cache at the mean context read once; bandwidth known for H100/H200/A100); the loss
 passes' tokens/s and model FLOPs utilisation (6 N FLOPs per token forward and backward, N the parameter count);
 a whole GRPO step's (sampling 2 N per token, the reference forward 2 N, the loss passes 6 N); peak memory.
 Shapes: `tiny` is the 1M-parameter model shipped in data/ (the CPU default); `qwen2.5-0.5b` and `qwen2.5-1.5b`
@@ -27,6 +29,7 @@ from sample import left_pad, sample  # noqa: E402
 SHAPES = {  # Qwen2.5's published configurations (hidden, intermediate, layers, heads, kv heads); vocab 151936
     "qwen2.5-0.5b": (896, 4864, 24, 14, 2), "qwen2.5-1.5b": (1536, 8960, 28, 12, 2)}
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 FLOP/s
+BANDWIDTH = {"H100 PCIe": 2.0e12, "H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}  # HBM bytes/s; first match
 
 
 def load(shape: str, device: torch.device):
@@ -70,29 +73,43 @@ def reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def sampler_rows(model, prompts, G: int, N: int, repeats: int, device) -> list[tuple]:
+def decode_floor(model, rows: int, context: float, bandwidth: float) -> float:
+    """Seconds a decode step needs at least: every weight and the KV cache of `context` positions read once."""
+    c = model.config
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    kv_bytes = rows * c.num_hidden_layers * 2 * c.num_key_value_heads * head_dim * context
+    dtype_bytes = next(model.parameters()).element_size()
+    return (sum(p.numel() for p in model.parameters()) + kv_bytes) * dtype_bytes / bandwidth
+
+
+def sampler_rows(model, prompts, G: int, N: int, repeats: int, device, bandwidth: float | None) -> list[tuple]:
     """Ours against generate: whole runs, and runs of one token (prefill and the first draw); decode = the rest."""
     ids, mask = left_pad(prompts, 0, device)
     rows = len(prompts) * G
 
-    def ours(n):
-        return sample(model, prompts, G, n, 1.0, 1.0, (), 0, 0)
+    def ours(n, cuda_graph=False):
+        return sample(model, prompts, G, n, 1.0, 1.0, (), 0, 0, cuda_graph=cuda_graph)
 
     def generate(n):
         return model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0, top_p=1.0,
                               top_k=0, max_new_tokens=n, min_new_tokens=n, num_return_sequences=G, pad_token_id=0)
 
-    table, speed = [], {}
-    for name, fn in (("generate (dynamic cache)", generate), ("sample.py", ours)):
+    samplers = [("generate (dynamic cache)", generate), ("sample.py", ours)]
+    if device.type == "cuda":
+        samplers.append(("sample.py, CUDA graph", lambda n: ours(n, cuda_graph=True)))
+    floor = decode_floor(model, rows, ids.shape[1] + N / 2, bandwidth) if bandwidth else None
+    table, baseline = [], None
+    for name, fn in samplers:
         reset_peak(device)
         total = median_seconds(lambda: fn(N), repeats, device)
         prefill = median_seconds(lambda: fn(1), repeats, device)
-        speed[name] = rows * N / total
-        table.append((f"sampler: {name}", total, speed[name], "", peak_memory(device)))
-        table.append(("  seconds: prefill (+1 token); tokens/s: decode", prefill, rows * (N - 1) / (total - prefill), "",
-                      ""))
-    ratio = speed["sample.py"] / speed["generate (dynamic cache)"]
-    table[-2] = table[-2][:3] + (f"{ratio:.2f}x generate",) + table[-2][4:]
+        step = (total - prefill) / (N - 1)
+        baseline = baseline or total
+        versus = "" if fn is generate else f"{baseline / total:.2f}x generate"
+        table.append((f"sampler: {name}", total, rows * N / total, versus, peak_memory(device)))
+        share = f"{step * 1e3:.2f} ms a step" + (f", {floor / step:.0%} of floor" if floor else "")
+        table.append(("  seconds: prefill (+1 token); tokens/s: decode", prefill, rows * (N - 1) / (total - prefill),
+                      share, ""))
     return table
 
 
@@ -156,6 +173,7 @@ def main() -> None:
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, for MFU")
+    parser.add_argument("--bandwidth-tbs", type=float, default=None, help="the device's memory bandwidth, TB/s")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.type == "cuda"
@@ -165,22 +183,24 @@ def main() -> None:
     args.new_tokens = args.new_tokens or (512 if cuda else 64)
     name = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
     peak = args.peak_tflops * 1e12 if args.peak_tflops else next((v for k, v in PEAK_BF16.items() if k in name), None)
+    bandwidth = args.bandwidth_tbs * 1e12 if args.bandwidth_tbs else next(
+        (v for k, v in BANDWIDTH.items() if k in name), None)
 
     model, tokenizer = load(args.shape, device)
     torch.manual_seed(0)
     prompts = [torch.randint(1, model.config.vocab_size, (args.prompt_len - i % 8,)).tolist()
                for i in range(args.prompts)]
-    table = sampler_rows(model, prompts, args.G, args.new_tokens, args.repeats, device)
+    table = sampler_rows(model, prompts, args.G, args.new_tokens, args.repeats, device, bandwidth)
     table += training_rows(model, tokenizer, args, device, peak)
 
     print(f"{args.shape} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
           f"{next(model.parameters()).dtype}) on {name}; torch {torch.__version__}")
     print(f"B = {args.prompts} prompts x G = {args.G}, prompts of {args.prompt_len - 7}-{args.prompt_len} tokens, "
           f"{args.new_tokens} new tokens; medians of {args.repeats} after a warm-up")
-    print(f"| {'what':<44} | {'seconds':>8} | {'tokens/s':>10} | {'vs generate / compute':<26} | peak memory |")
-    print(f"|{'-' * 46}|{'-' * 9}:|{'-' * 11}:|{'-' * 28}|{'-' * 13}|")
+    print(f"| {'what':<58} | {'seconds':>8} | {'tokens/s':>10} | {'vs generate / floor / compute':<32} | peak memory |")
+    print(f"|{'-' * 60}|{'-' * 9}:|{'-' * 11}:|{'-' * 34}|{'-' * 13}|")
     for what, seconds, speed, extra, memory in table:
-        print(f"| {what:<44} | {seconds:>8.3f} | {speed:>10.0f} | {extra:<26} | {memory} |")
+        print(f"| {what:<58} | {seconds:>8.3f} | {speed:>10.0f} | {extra:<32} | {memory} |")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import torch
 from conftest import tiny_model
 
 from grpo import completion_logprobs
-from sample import left_pad, sample
+from sample import draw, left_pad, sample
 
 PROMPTS = ["What is 12 + 30?", "Hi", "A much longer prompt, to force left padding of the others."]
 
@@ -82,3 +82,34 @@ def test_sampled_logprobs_equal_the_trainers_recomputed_ones(tokenizer, T):
     with torch.no_grad():
         recomputed = completion_logprobs(model, full_ids, full_mask, s.tokens.shape[1], T)
     assert torch.allclose(recomputed * completion_mask, s.logprobs, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("T", [1.0, 0.7])
+def test_draw_is_the_draw_multinomial_makes_from_the_same_random_numbers(T):
+    logits = torch.randn(64, 50, generator=torch.Generator().manual_seed(0)) * 3
+    ours, theirs = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    for _ in range(5):  # several draws in a row: the two consume the generator alike
+        token, logp = draw(logits, T, 1.0, ours)
+        expected = torch.multinomial(torch.softmax(logits / T, -1), 1, generator=theirs).squeeze(-1)
+        assert torch.equal(token, expected)
+        assert torch.allclose(logp, torch.log_softmax(logits / T, -1).gather(-1, token[:, None]).squeeze(-1))
+
+
+def test_top_p_draws_only_from_the_nucleus():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).expand(4000, 4)
+    token, _ = draw(logits, 1.0, 0.7, torch.Generator().manual_seed(0))  # nucleus {0, 1}: 0.5 + 0.3 >= 0.7
+    counts = torch.bincount(token, minlength=4)
+    assert counts[2:].sum() == 0 and abs(counts[0] / 4000 - 0.5 / 0.8) < 0.03
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_cuda_graph_decoding_equals_eager_decoding_and_generate(tokenizer):
+    model = tiny_model(vocab_size=len(tokenizer)).cuda()
+    prompts = encode(tokenizer)
+    eager = sample(model, prompts, 4, 20, temperature=1.0, eos_ids=[], generator=5)
+    graph = sample(model, prompts, 4, 20, temperature=1.0, eos_ids=[], generator=5, cuda_graph=True)
+    assert torch.equal(eager.tokens, graph.tokens) and torch.allclose(eager.logprobs, graph.logprobs, atol=1e-5)
+    ids, mask = left_pad(prompts, 0, "cuda")
+    greedy = sample(model, prompts, 1, 12, temperature=0, eos_ids=[], cuda_graph=True)
+    ref = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=12, pad_token_id=0)
+    assert torch.equal(greedy.tokens, ref[:, ids.shape[1]:])

@@ -25,7 +25,8 @@ def test_bench_prints_its_table():
     assert names[:5] == ["sampler: generate (dynamic cache)", decode, "sampler: sample.py", decode,
                          "loss passes (forward + backward + AdamW)"]
     assert names[5].startswith("whole GRPO step") and len(names) == 6
-    assert "x generate" in rows[3] and "TFLOP/s" in rows[5] and "TFLOP/s" in rows[6]
+    assert "x generate" in rows[3] and "ms a step" in rows[2] and "ms a step" in rows[4]
+    assert "TFLOP/s" in rows[5] and "TFLOP/s" in rows[6]
 
 
 def test_code_reward_bench_prints_its_table():
