@@ -4,7 +4,7 @@ import torch
 from conftest import tiny_model
 
 from grpo import completion_logprobs
-from sample import draw, left_pad, sample
+from sample import draw, gqa_decode_attention, left_pad, sample
 
 PROMPTS = ["What is 12 + 30?", "Hi", "A much longer prompt, to force left padding of the others."]
 
@@ -100,6 +100,29 @@ def test_top_p_draws_only_from_the_nucleus():
     token, _ = draw(logits, 1.0, 0.7, torch.Generator().manual_seed(0))  # nucleus {0, 1}: 0.5 + 0.3 >= 0.7
     counts = torch.bincount(token, minlength=4)
     assert counts[2:].sum() == 0 and abs(counts[0] / 4000 - 0.5 / 0.8) < 0.03
+
+
+def test_gqa_decode_attention_equals_sdpa_with_copied_heads():
+    g = torch.Generator().manual_seed(0)
+    rows, H, H_kv, L, d = 3, 6, 2, 9, 8
+    query = torch.randn(rows, H, 1, d, generator=g)
+    key, value = torch.randn(rows, H_kv, L, d, generator=g), torch.randn(rows, H_kv, L, d, generator=g)
+    mask = torch.rand(rows, 1, 1, L, generator=g) < 0.7
+    mask[:, :, :, 0] = True  # every row sees something
+    ours, _ = gqa_decode_attention(None, query, key, value, mask, scaling=0.3)
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        query, key.repeat_interleave(H // H_kv, 1), value.repeat_interleave(H // H_kv, 1), attn_mask=mask, scale=0.3)
+    assert ours.shape == (rows, 1, H, d) and torch.allclose(ours, expected.transpose(1, 2), atol=1e-6)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_sampling_leaves_the_models_attention_as_it_was(tokenizer, attention):
+    model = tiny_model(vocab_size=len(tokenizer))
+    reference = sample(model, encode(tokenizer), 2, 10, eos_ids=[], generator=4)
+    model.set_attn_implementation(attention)
+    s = sample(model, encode(tokenizer), 2, 10, eos_ids=[], generator=4)
+    assert model.config._attn_implementation == attention
+    assert torch.equal(s.tokens, reference.tokens) and torch.allclose(s.logprobs, reference.logprobs, atol=1e-5)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
