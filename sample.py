@@ -71,13 +71,13 @@ def draw(logits: torch.Tensor, temperature: float, top_p: float, generator) -> t
     return token, logp.gather(-1, token[:, None]).squeeze(-1)
 
 
-def static_cache(model, prefilled, G: int, length: int) -> StaticCache:
-    """A KV cache of `length` positions allocated once, holding G copies of each prefilled prompt. Decoding then
-    writes each new position in place: no re-allocation per token as a growing cache does, and the same shapes
-    every step, so that a CUDA graph can replay it."""
+def static_cache(model, source, rows: torch.Tensor, positions: int, length: int) -> StaticCache:
+    """A KV cache of `length` positions allocated once, holding the first `positions` of the given rows of another
+    cache. Decoding then writes each new position in place: no re-allocation per token as a growing cache does, and
+    the same shapes every step, so that a CUDA graph can replay it."""
     cache = StaticCache(config=model.config, max_cache_len=length)
-    for i, layer in enumerate(prefilled.layers):
-        cache.update(layer.keys.repeat_interleave(G, 0), layer.values.repeat_interleave(G, 0), i)
+    for i, layer in enumerate(source.layers):
+        cache.update(layer.keys[rows, :, :positions], layer.values[rows, :, :positions], i)
     return cache
 
 
@@ -159,9 +159,10 @@ def sample(model, prompts: list[list[int]], G: int, max_new_tokens: int, tempera
     # Prefill each prompt once, then give each of its G rows a copy of its cache, in a static cache.
     out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=True,
                 logits_to_keep=1)
-    logits = out.logits[:, -1].repeat_interleave(G, 0)
-    cache = static_cache(model, out[cache_keyword(model)], G, width + max_new_tokens)
-    mask = F.pad(mask.repeat_interleave(G, 0), (0, max_new_tokens), value=1).bool()  # later columns: causal mask
+    copies = torch.arange(len(prompts), device=device).repeat_interleave(G)
+    logits, length = out.logits[:, -1][copies], width + max_new_tokens
+    cache = static_cache(model, out[cache_keyword(model)], copies, width, length)
+    mask = F.pad(mask[copies], (0, max_new_tokens), value=1).bool()  # later columns: the causal mask hides them
     step = DecodeStep(model, cache, mask, position_ids(mask)[:, width - 1:width].clone(), cuda_graph)
     check_every = 16 if device.type == "cuda" else 1  # asking if all rows ended stalls a GPU; a CPU, not at all
 
@@ -169,17 +170,23 @@ def sample(model, prompts: list[list[int]], G: int, max_new_tokens: int, tempera
     logprobs = torch.zeros((rows, max_new_tokens), device=device)
     lengths = torch.zeros(rows, dtype=torch.long, device=device)
     ended = torch.zeros(rows, dtype=torch.bool, device=device)
+    active = torch.arange(rows, device=device)  # the rows the decode batch holds, in its order
     with gqa_decoding(model):  # from here on, one query token per row
         for t in range(max_new_tokens):
             token, logp = draw(logits, temperature, top_p, generator)
-            live = ~ended
-            tokens[:, t] = torch.where(live, token, pad_id)
-            logprobs[:, t] = torch.where(live, logp, 0.0)
-            lengths += live.long()
-            ended |= live & torch.isin(token, eos)
+            live = ~ended[active]
+            tokens[active, t] = torch.where(live, token, pad_id)
+            logprobs[active, t] = torch.where(live, logp, 0.0)
+            lengths[active] += live.long()
+            ended[active] |= live & torch.isin(token, eos)
             if t == max_new_tokens - 1 or (t + 1) % check_every == 0 and ended.all():
                 break
-            step.token.copy_(tokens[:, t:t + 1])
+            if (t + 1) % check_every == 0 and (going := live.nonzero().squeeze(-1)).numel() <= len(active) // 2:
+                # Half the batch or more has ended: go on with a batch of the rows still going, in a cache of theirs.
+                cache = static_cache(model, step.cache, going, width + t, length)
+                step = DecodeStep(model, cache, step.mask[going], step.pos[going], cuda_graph)
+                active = active[going]
+            step.token.copy_(tokens[active, t:t + 1])
             step.pos += 1
             logits = step()
     n = lengths.max()

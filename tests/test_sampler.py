@@ -3,6 +3,8 @@ import pytest
 import torch
 from conftest import tiny_model
 
+import sample as sample_module
+
 from grpo import completion_logprobs
 from sample import draw, gqa_decode_attention, left_pad, sample
 
@@ -29,6 +31,29 @@ def test_greedy_equals_generate_with_prompts_of_different_lengths(tokenizer, arc
         n = ours.lengths[row]
         assert torch.equal(ours.tokens[row, :n], ref[row, :n])
         assert (ref[row, n:] == 0).all() if ours.ended[row] else n == 12
+
+
+@pytest.fixture
+def batch_sizes(monkeypatch):
+    """The number of rows of every static cache the sampler makes: the first, then one per compaction."""
+    sizes, make = [], sample_module.static_cache
+    monkeypatch.setattr(sample_module, "static_cache", lambda *a: sizes.append(len(a[2])) or make(*a))
+    return sizes
+
+
+def test_greedy_equals_generate_when_the_batch_shrinks(tokenizer, batch_sizes):
+    model = tiny_model(vocab_size=len(tokenizer))
+    prompts = encode(tokenizer) * 2
+    probe = sample(model, prompts, 1, 16, temperature=0, eos_ids=[], pad_id=0)
+    eos = [probe.tokens[0, 2].item(), probe.tokens[1, 5].item()]  # rows 0 and 1 (and 3, 4) end early
+    ours = sample(model, prompts, 1, 16, temperature=0, eos_ids=eos, pad_id=0)
+    ids, mask = left_pad(prompts, 0, "cpu")
+    ref = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=16,
+                         eos_token_id=eos, pad_token_id=0)[:, ids.shape[1]:]
+    assert batch_sizes[-1] < batch_sizes[1] == 6, "the batch never shrank"
+    for row in range(len(prompts)):
+        n = ours.lengths[row]
+        assert torch.equal(ours.tokens[row, :n], ref[row, :n]) and (ours.tokens[row, n:] == 0).all()
 
 
 def test_each_row_of_a_group_draws_its_own_tokens(tokenizer):
@@ -71,10 +96,11 @@ def test_tiny_top_p_is_greedy(tokenizer):
 
 
 @pytest.mark.parametrize("T", [1.0, 0.7])
-def test_sampled_logprobs_equal_the_trainers_recomputed_ones(tokenizer, T):
+def test_sampled_logprobs_equal_the_trainers_recomputed_ones(tokenizer, T, batch_sizes):
     model = tiny_model(vocab_size=len(tokenizer))
     prompts, G = encode(tokenizer), 4
-    s = sample(model, prompts, G, max_new_tokens=24, temperature=T, eos_ids=list(range(10, 20)), generator=2)
+    s = sample(model, prompts, G, max_new_tokens=24, temperature=T, eos_ids=list(range(10, 30)), generator=2)
+    assert len(batch_sizes) > 1, "rows should end early enough for the batch to shrink"
     ids, mask = left_pad(prompts, 0, "cpu")
     completion_mask = (torch.arange(s.tokens.shape[1]) < s.lengths[:, None]).long()
     full_ids = torch.cat([ids.repeat_interleave(G, 0), s.tokens], 1)
