@@ -179,13 +179,16 @@ def sample(model, prompts: list[list[int]], G: int, max_new_tokens: int, tempera
             logprobs[active, t] = torch.where(live, logp, 0.0)
             lengths[active] += live.long()
             ended[active] |= live & torch.isin(token, eos)
-            if t == max_new_tokens - 1 or (t + 1) % check_every == 0 and ended.all():
+            if t == max_new_tokens - 1:
                 break
-            if (t + 1) % check_every == 0 and (going := live.nonzero().squeeze(-1)).numel() <= len(active) // 2:
-                # Half the batch or more has ended: go on with a batch of the rows still going, in a cache of theirs.
-                cache = static_cache(model, step.cache, going, width + t, length)
-                step = DecodeStep(model, cache, step.mask[going], step.pos[going], cuda_graph)
-                active = active[going]
+            if (t + 1) % check_every == 0:  # the only places where the host waits for the device
+                if ended.all():
+                    break
+                going = (~ended[active]).nonzero().squeeze(-1)
+                if len(going) <= len(active) // 2:  # go on with the rows still going, in a cache of theirs
+                    cache = static_cache(model, step.cache, going, width + t, length)
+                    step = DecodeStep(model, cache, step.mask[going], step.pos[going], cuda_graph)
+                    active = active[going]
             step.token.copy_(tokens[active, t:t + 1])
             step.pos += 1
             logits = step()
