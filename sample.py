@@ -81,14 +81,27 @@ def static_cache(model, source, rows: torch.Tensor, positions: int, length: int)
     return cache
 
 
+def refuse_unsupported(model, length: int, cuda_graph: bool, device: torch.device) -> None:
+    """What this sampler cannot do, said before it would go wrong: a sliding-window layer keeps only its window,
+    which static_cache does not copy into place, and counts its length on the host, which a CUDA graph would freeze."""
+    if cuda_graph and device.type != "cuda":
+        raise ValueError(f"cuda_graph=True needs a model on a CUDA device, not {device}")
+    sliding = [layer for layer in StaticCache(config=model.config, max_cache_len=length).layers if layer.is_sliding]
+    if cuda_graph and sliding:
+        raise ValueError("cuda_graph=True does not support models with sliding-window attention layers")
+    if any(layer.max_cache_len < length for layer in sliding):
+        raise ValueError(f"prompt + max_new_tokens ({length} tokens) is longer than the model's sliding window "
+                         f"({min(layer.max_cache_len for layer in sliding)}): sample.py does not support that")
+
+
 def gqa_decode_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """sdpa attention in which, for one new token per row, the H query heads that share each of the H_kv key/value
     heads lie along the query axis, (rows, H_kv, H / H_kv, d): each step reads the cache as it is, where
     transformers 5.17 copies it H / H_kv times (a GQA model's sampler ran 3.3x faster so on CPU). Longer queries
-    (the prefill) go to transformers' sdpa."""
+    (the prefill), and attention with a position bias or value heads of another size, go to transformers' sdpa."""
     rows, H, q_len, d = query.shape
     H_kv = key.shape[1]
-    if q_len > 1 or H_kv == H:
+    if q_len > 1 or H_kv == H or value.shape[-1] != d or kwargs.get("position_bias") is not None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                       **kwargs)
     out = F.scaled_dot_product_attention(query.reshape(rows, H_kv, H // H_kv, d), key, value,
@@ -102,8 +115,10 @@ AttentionMaskInterface.register("sdpa_gqa_decode", sdpa_mask)
 
 @contextmanager
 def gqa_decoding(model):
-    """The model attends with gqa_decode_attention while it samples, if it uses sdpa; then as before."""
-    if model.config._attn_implementation != "sdpa":
+    """The model attends with gqa_decode_attention while it samples, if it uses sdpa through transformers' attention
+    interface and has no sub-models (whose own settings a switch back would overwrite); then as before."""
+    if (model.config._attn_implementation != "sdpa" or model.config.sub_configs
+            or not model._can_set_attn_implementation()):
         yield
         return
     model.set_attn_implementation("sdpa_gqa_decode")
@@ -153,17 +168,19 @@ def sample(model, prompts: list[list[int]], G: int, max_new_tokens: int, tempera
     if isinstance(generator, int):
         generator = torch.Generator(device).manual_seed(generator)
     ids, mask = left_pad(prompts, pad_id, device)
-    rows, width = len(prompts) * G, ids.shape[1]
+    rows, width, length = len(prompts) * G, ids.shape[1], ids.shape[1] + max_new_tokens
+    refuse_unsupported(model, length, cuda_graph, device)
     eos = torch.tensor(sorted(set(eos_ids)), dtype=torch.long, device=device)
 
     # Prefill each prompt once, then give each of its G rows a copy of its cache, in a static cache.
     out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=True,
                 logits_to_keep=1)
     copies = torch.arange(len(prompts), device=device).repeat_interleave(G)
-    logits, length = out.logits[:, -1][copies], width + max_new_tokens
-    cache = static_cache(model, out[cache_keyword(model)], copies, width, length)
-    mask = F.pad(mask[copies], (0, max_new_tokens), value=1).bool()  # later columns: the causal mask hides them
-    step = DecodeStep(model, cache, mask, position_ids(mask)[:, width - 1:width].clone(), cuda_graph)
+    logits, cache = out.logits[:, -1][copies], static_cache(model, out[cache_keyword(model)], copies, width, length)
+    del out  # the prefill's own cache
+    pos = position_ids(mask)[copies, -1:]
+    mask = F.pad(mask[copies], (0, max_new_tokens), value=0).bool()  # a column opens when its token goes in
+    step = DecodeStep(model, cache, mask, pos, cuda_graph)
     check_every = 16 if device.type == "cuda" else 1  # asking if all rows ended stalls a GPU; a CPU, not at all
 
     tokens = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)
@@ -191,6 +208,7 @@ def sample(model, prompts: list[list[int]], G: int, max_new_tokens: int, tempera
                     active = active[going]
             step.token.copy_(tokens[active, t:t + 1])
             step.pos += 1
+            step.mask[:, width + t] = True
             logits = step()
     n = lengths.max()
     return Samples(tokens[:, :n], lengths, ended, logprobs[:, :n])

@@ -19,12 +19,12 @@ def char_tokenizer() -> Qwen2Tokenizer:
     return tokenizer
 
 
-def tiny_model(arch: str = "qwen2", vocab_size: int = 128, seed: int = 0):
-    """A 2-layer random causal LM with grouped-query attention, float32, in eval mode."""
+def tiny_model(arch: str = "qwen2", vocab_size: int = 128, seed: int = 0, **config):
+    """A 2-layer random causal LM with grouped-query attention, float32, in eval mode; `config` overrides."""
     torch.manual_seed(seed)
     common = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                  pad_token_id=0, eos_token_id=0, bos_token_id=None, tie_word_embeddings=True)
+                  pad_token_id=0, eos_token_id=0, bos_token_id=None, tie_word_embeddings=True) | config
     config = Qwen2Config(**common) if arch == "qwen2" else LlamaConfig(**common)
     model = (Qwen2ForCausalLM if arch == "qwen2" else LlamaForCausalLM)(config)
     return model.float().eval()

@@ -151,6 +151,33 @@ def test_sampling_leaves_the_models_attention_as_it_was(tokenizer, attention):
     assert torch.equal(s.tokens, reference.tokens) and torch.allclose(s.logprobs, reference.logprobs, atol=1e-5)
 
 
+def sliding_window_model(tokenizer, window: int):
+    return tiny_model(vocab_size=len(tokenizer), use_sliding_window=True, sliding_window=window, max_window_layers=1,
+                      layer_types=["full_attention", "sliding_attention"])
+
+
+def test_a_sliding_window_longer_than_the_sequence_samples_exactly(tokenizer):
+    model, prompts, G = sliding_window_model(tokenizer, window=128), encode(tokenizer), 2
+    s = sample(model, prompts, G, 16, temperature=1.0, eos_ids=[], generator=3)
+    ids, mask = left_pad(prompts, 0, "cpu")
+    full_ids = torch.cat([ids.repeat_interleave(G, 0), s.tokens], 1)
+    full_mask = torch.cat([mask.repeat_interleave(G, 0), torch.ones_like(s.tokens)], 1)
+    with torch.no_grad():
+        recomputed = completion_logprobs(model, full_ids, full_mask, s.tokens.shape[1], 1.0)
+    assert torch.allclose(recomputed, s.logprobs, atol=1e-5, rtol=0)
+
+
+def test_a_sliding_window_shorter_than_the_sequence_is_refused(tokenizer):
+    model = sliding_window_model(tokenizer, window=16)
+    with pytest.raises(ValueError, match="sliding window"):
+        sample(model, encode(tokenizer), 2, 16, eos_ids=[], generator=3)
+
+
+def test_cuda_graph_without_cuda_is_refused(tokenizer):
+    with pytest.raises(ValueError, match="CUDA device"):
+        sample(tiny_model(vocab_size=len(tokenizer)), encode(tokenizer), 1, 4, cuda_graph=True)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_cuda_graph_decoding_equals_eager_decoding_and_generate(tokenizer):
     model = tiny_model(vocab_size=len(tokenizer)).cuda()
