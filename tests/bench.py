@@ -4,13 +4,15 @@ In one process and one run: the sampler's tokens/s against `model.generate` on t
 lengths and batch (EOS ignored by both, so both make every token), prefill and decode timed apart, on CUDA also
 with the decode step replayed as a CUDA graph, and a decode step's time against the memory-bandwidth floor (every
 weight and the KV cache at the mean context read once; bandwidth known for H100/H200/A100); the loss
-passes' tokens/s and model FLOPs utilisation (6 N FLOPs per token forward and backward, N the parameter count);
+passes' tokens/s and model FLOPs utilisation (6 N FLOPs per token forward and backward, N the parameter count),
+run as grpo.train runs them (float32 weights under bf16 autocast on CUDA, with --gradient-checkpointing if given);
 a whole GRPO step's (sampling 2 N per token, the reference forward 2 N, the loss passes 6 N); peak memory.
 Shapes: `tiny` is the 1M-parameter model shipped in data/ (the CPU default); `qwen2.5-0.5b` and `qwen2.5-1.5b`
 are those models' shapes with random weights (bf16, CUDA). Times are medians of --repeats runs after a warm-up,
 taken with CUDA events on a GPU. MFU needs the device's peak: known for H100/H200/A100, else --peak-tflops.
 """
 import argparse
+import copy
 import json
 import os
 import resource
@@ -128,28 +130,40 @@ def mfu(flops: float, seconds: float, peak: float | None) -> str:
 
 
 def training_rows(model, tokenizer, args, device, peak) -> list[tuple]:
-    n_params = sum(p.numel() for p in model.parameters())
+    """The loss passes and a whole step as grpo.train runs them: on CUDA pi_theta in float32 under bf16 autocast,
+    with `model` (bf16) as the sampler and a bf16 pi_ref; on CPU all float32, the policy sampling itself."""
+    cuda = device.type == "cuda"
+    policy = copy.deepcopy(model).float().requires_grad_(True)
+    if args.gradient_checkpointing:
+        grpo.enable_gradient_checkpointing(policy)
+    sampler = model if cuda or args.gradient_checkpointing else policy  # as grpo.load_models chooses
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda)
+    n_params = sum(p.numel() for p in policy.parameters())
     rows, table = args.prompts * args.G, []
     batch = random_batch(rows, args.prompt_len, args.new_tokens, model.config.vocab_size, device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-7, fused=device.type == "cuda")
-    cfg = grpo.Config(G=args.G, micro_batch=args.micro_batch, beta=0.001, max_new_tokens=args.new_tokens,
-                      gradient_checkpointing=args.gradient_checkpointing)
+    opt = torch.optim.AdamW(policy.parameters(), lr=1e-7, fused=cuda)
+    cfg = grpo.Config(G=args.G, micro_batch=args.micro_batch, beta=0.001, max_new_tokens=args.new_tokens)
+
+    def update():
+        with autocast:
+            grpo.policy_update(policy, opt, batch, cfg, 1)
+
     reset_peak(device)
-    seconds = median_seconds(lambda: grpo.policy_update(model, opt, batch, cfg, 1), args.repeats, device)
+    seconds = median_seconds(update, args.repeats, device)
     tokens = rows * (args.prompt_len + args.new_tokens)
     table.append(("loss passes (forward + backward + AdamW)", seconds, tokens / seconds,
                   mfu(6 * n_params * tokens, seconds, peak), peak_memory(device)))
 
     data = [json.loads(line) for line in open(os.path.join(ROOT, "data", "train.jsonl"))][:args.prompts]
     cfg = grpo.Config(G=args.G, prompts_per_step=args.prompts, max_new_tokens=args.new_tokens, beta=0.001,
-                      micro_batch=args.micro_batch, logprob_micro_batch=args.micro_batch, eval_every=0,
-                      gradient_checkpointing=args.gradient_checkpointing)
-    ref = grpo.copy.deepcopy(model).requires_grad_(False)
+                      micro_batch=args.micro_batch, logprob_micro_batch=args.micro_batch, eval_every=0)
+    ref = copy.deepcopy(model).requires_grad_(False)
     generator = torch.Generator(device).manual_seed(0)
     steps = []
 
     def step():
-        metrics, _ = grpo.grpo_step(model, ref, model, tokenizer, opt, data, cfg, generator, 1)
+        with autocast:
+            metrics, _ = grpo.grpo_step(policy, ref, sampler, tokenizer, opt, data, cfg, generator, 1)
         steps.append(metrics)
 
     reset_peak(device)
