@@ -19,6 +19,9 @@ def run(*args) -> str:
 @pytest.mark.slow
 def test_bench_prints_its_table():
     out = run("tests/bench.py", "--prompts", "2", "--G", "2", "--new-tokens", "6", "--repeats", "1")
+    assert "greedy vs generate: 2/2 rows identical over 6 tokens" in out
+    gap = float(out.split("recomputation: max |difference| ")[1].split(",")[0])
+    assert gap < 1e-4, "float32 sampling and the trainer's recomputation disagree"
     rows = [line for line in out.splitlines() if line.startswith("| ")]
     names = [r.split("|")[1].strip() for r in rows[1:]]
     decode = "seconds: prefill (+1 token); tokens/s: decode"
