@@ -3,8 +3,9 @@
 Each prompt is prefilled once and its KV cache copied to its G rows of a static (preallocated) cache; each row
 then draws its own tokens and stops at its own EOS; the loop ends when every row has stopped or the budget is
 spent. The log-probability of each drawn token is returned under log_softmax(logits / T), the convention the
-trainer uses too. For speed on a GPU, nothing in the loop waits for the device except a check, every 16 tokens,
-that some row is still going; the decode step has fixed shapes, so it can be replayed as a CUDA graph.
+trainer uses too. For speed on a GPU: the decode step has fixed shapes, so it can be replayed as a CUDA graph;
+nothing in the loop waits for the device except a check, every 16 tokens, of which rows are still going, and
+when half the batch has ended the rest go on in a smaller one; a GQA cache is read without copies.
 Nothing here knows about rewards or RL.
 """
 import inspect
@@ -97,8 +98,9 @@ def refuse_unsupported(model, length: int, cuda_graph: bool, device: torch.devic
 def gqa_decode_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """sdpa attention in which, for one new token per row, the H query heads that share each of the H_kv key/value
     heads lie along the query axis, (rows, H_kv, H / H_kv, d): each step reads the cache as it is, where
-    transformers 5.17 copies it H / H_kv times (a GQA model's sampler ran 3.3x faster so on CPU). Longer queries
-    (the prefill), and attention with a position bias or value heads of another size, go to transformers' sdpa."""
+    transformers 5.17 copies it H / H_kv times (a GQA model's sampler ran 3.3x faster so on CPU; 5.24 does as we
+    do, so this can go when 5.17 is no longer supported). Longer queries (the prefill), and attention with a
+    position bias or value heads of another size, go to transformers' sdpa."""
     rows, H, q_len, d = query.shape
     H_kv = key.shape[1]
     if q_len > 1 or H_kv == H or value.shape[-1] != d or kwargs.get("position_bias") is not None:
@@ -129,7 +131,7 @@ def gqa_decoding(model):
 
 
 class DecodeStep:
-    """The forward of one new token per row into the static cache, reading two fixed buffers (`token`, `pos`),
+    """The forward of one new token per row into the static cache, reading fixed buffers (`token`, `pos`, `mask`),
     so that on a GPU it can be captured once as a CUDA graph and replayed (one launch instead of hundreds)."""
 
     def __init__(self, model, cache, mask: torch.Tensor, pos: torch.Tensor, cuda_graph: bool):
@@ -158,6 +160,14 @@ class DecodeStep:
         return self.logits
 
 
+def prefill(model, ids: torch.Tensor, mask: torch.Tensor, copies: torch.Tensor, length: int):
+    """Each prompt's forward once, with logits at its last position only; its logits and K/V given to each of its
+    rows (`copies`), the K/V in a static cache of `length` positions."""
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=True,
+                logits_to_keep=1)
+    return out.logits[:, -1][copies], static_cache(model, out[cache_keyword(model)], copies, ids.shape[1], length)
+
+
 @torch.no_grad()
 def sample(model, prompts: list[list[int]], G: int, max_new_tokens: int, temperature: float = 1.0,
            top_p: float = 1.0, eos_ids=(), pad_id: int = 0, generator: torch.Generator | int | None = None,
@@ -172,12 +182,8 @@ def sample(model, prompts: list[list[int]], G: int, max_new_tokens: int, tempera
     refuse_unsupported(model, length, cuda_graph, device)
     eos = torch.tensor(sorted(set(eos_ids)), dtype=torch.long, device=device)
 
-    # Prefill each prompt once, then give each of its G rows a copy of its cache, in a static cache.
-    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=True,
-                logits_to_keep=1)
-    copies = torch.arange(len(prompts), device=device).repeat_interleave(G)
-    logits, cache = out.logits[:, -1][copies], static_cache(model, out[cache_keyword(model)], copies, width, length)
-    del out  # the prefill's own cache
+    copies = torch.arange(len(prompts), device=device).repeat_interleave(G)  # row i is a sample of prompt i // G
+    logits, cache = prefill(model, ids, mask, copies, length)
     pos = position_ids(mask)[copies, -1:]
     mask = F.pad(mask[copies], (0, max_new_tokens), value=0).bool()  # a column opens when its token goes in
     step = DecodeStep(model, cache, mask, pos, cuda_graph)
