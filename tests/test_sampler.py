@@ -37,7 +37,12 @@ def test_greedy_equals_generate_with_prompts_of_different_lengths(tokenizer, arc
 def batch_sizes(monkeypatch):
     """The number of rows of every static cache the sampler makes: the first, then one per compaction."""
     sizes, make = [], sample_module.static_cache
-    monkeypatch.setattr(sample_module, "static_cache", lambda *a: sizes.append(len(a[2])) or make(*a))
+
+    def recording(model, source, rows, positions, length):
+        sizes.append(len(rows))
+        return make(model, source, rows, positions, length)
+
+    monkeypatch.setattr(sample_module, "static_cache", recording)
     return sizes
 
 
@@ -182,9 +187,10 @@ def test_cuda_graph_without_cuda_is_refused(tokenizer):
 def test_cuda_graph_decoding_equals_eager_decoding_and_generate(tokenizer):
     model = tiny_model(vocab_size=len(tokenizer)).cuda()
     prompts = encode(tokenizer)
-    eager = sample(model, prompts, 4, 20, temperature=1.0, eos_ids=[], generator=5)
-    graph = sample(model, prompts, 4, 20, temperature=1.0, eos_ids=[], generator=5, cuda_graph=True)
-    assert torch.equal(eager.tokens, graph.tokens) and torch.allclose(eager.logprobs, graph.logprobs, atol=1e-5)
+    for eos in ([], list(range(10, 30))):  # with many end tokens the batch shrinks, and a new graph is recorded
+        eager = sample(model, prompts, 4, 40, temperature=1.0, eos_ids=eos, generator=5)
+        graph = sample(model, prompts, 4, 40, temperature=1.0, eos_ids=eos, generator=5, cuda_graph=True)
+        assert torch.equal(eager.tokens, graph.tokens) and torch.allclose(eager.logprobs, graph.logprobs, atol=1e-5)
     ids, mask = left_pad(prompts, 0, "cuda")
     greedy = sample(model, prompts, 1, 12, temperature=0, eos_ids=[], cuda_graph=True)
     ref = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=12, pad_token_id=0)
