@@ -137,8 +137,8 @@ def exactness(model, prompts, G: int, N: int, device) -> list[str]:
         lines.append(f"CUDA graph vs eager: tokens {'identical' if torch.equal(graph.tokens, s.tokens) else 'differ'}")
     policy = copy.deepcopy(model).float()
     full_ids = torch.cat([ids.repeat_interleave(G, 0), s.tokens], 1)
+    full_mask = torch.cat([mask.repeat_interleave(G, 0), torch.ones_like(s.tokens)], 1)
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        full_mask = torch.cat([mask.repeat_interleave(G, 0), torch.ones_like(s.tokens)], 1)
         recomputed = grpo.completion_logprobs(policy, full_ids, full_mask, N, 1.0)
     gap = (recomputed - s.logprobs).abs()
     lines.append(f"sampled log-probs vs the trainer's recomputation: max |difference| {gap.max():.2e}, "
