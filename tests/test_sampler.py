@@ -1,11 +1,15 @@
 """sample.py against model.generate, and its per-row behaviour: own draws, own EOS, exact log-probs."""
+import json
+import os
+
 import pytest
 import torch
 from conftest import tiny_model
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import sample as sample_module
 
-from grpo import completion_logprobs
+from grpo import DATA, completion_logprobs, eos_ids, r1_zero_prompt
 from sample import draw, gqa_decode_attention, left_pad, sample
 
 PROMPTS = ["What is 12 + 30?", "Hi", "A much longer prompt, to force left padding of the others."]
@@ -113,6 +117,26 @@ def test_sampled_logprobs_equal_the_trainers_recomputed_ones(tokenizer, T, batch
     with torch.no_grad():
         recomputed = completion_logprobs(model, full_ids, full_mask, s.tokens.shape[1], T)
     assert torch.allclose(recomputed * completion_mask, s.logprobs, atol=1e-5, rtol=0)
+
+
+def test_bf16_sampled_logprobs_equal_a_bf16_recomputation_within_bf16_tolerance():
+    """In bf16 the sampler's one-token decode steps and the trainer's whole-sequence forward round differently, so
+    their log-probs agree to the dtype's tolerance, stated here: one bf16 step (2^-7 of the value, bf16 keeps 8
+    significant bits) of the largest logit. The shipped model's logits reach about 20, so that is 2^4 * 2^-7 =
+    0.125; we saw at most 0.062. The mean, about 1e-4, is what a wrong position or mask would push towards 1."""
+    tokenizer = AutoTokenizer.from_pretrained(os.path.join(DATA, "model"))
+    model = AutoModelForCausalLM.from_pretrained(os.path.join(DATA, "model"), dtype=torch.bfloat16).eval()
+    rows = [json.loads(line) for line in open(os.path.join(DATA, "test.jsonl"))][:8]
+    prompts, G = [tokenizer(r1_zero_prompt(r["prompt"]))["input_ids"] for r in rows], 4
+    s = sample(model, prompts, G, 48, eos_ids=eos_ids(tokenizer, model), pad_id=tokenizer.pad_token_id, generator=0)
+    ids, mask = left_pad(prompts, tokenizer.pad_token_id, "cpu")
+    completion_mask = (torch.arange(s.tokens.shape[1]) < s.lengths[:, None]).long()
+    full_ids = torch.cat([ids.repeat_interleave(G, 0), s.tokens], 1)
+    full_mask = torch.cat([mask.repeat_interleave(G, 0), completion_mask], 1)
+    with torch.no_grad():
+        recomputed = completion_logprobs(model, full_ids, full_mask, s.tokens.shape[1], 1.0)
+    gap = (recomputed * completion_mask - s.logprobs).abs()
+    assert gap.max() <= 2 ** 4 * torch.finfo(torch.bfloat16).eps and gap.mean() <= 1e-3, (gap.max(), gap.mean())
 
 
 @pytest.mark.parametrize("T", [1.0, 0.7])
