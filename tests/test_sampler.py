@@ -104,19 +104,24 @@ def test_tiny_top_p_is_greedy(tokenizer):
     assert torch.equal(greedy.tokens, nucleus.tokens)
 
 
+def recomputed_logprobs(model, prompts, G: int, s, T: float = 1.0, pad_id: int = 0) -> torch.Tensor:
+    """The trainer's log-probs of the sampled tokens (one forward over prompt + completion), 0 after each row's end
+    as in the sampler's."""
+    ids, mask = left_pad(prompts, pad_id, "cpu")
+    completion_mask = (torch.arange(s.tokens.shape[1]) < s.lengths[:, None]).long()
+    full_ids = torch.cat([ids.repeat_interleave(G, 0), s.tokens], 1)
+    full_mask = torch.cat([mask.repeat_interleave(G, 0), completion_mask], 1)
+    with torch.no_grad():
+        return completion_logprobs(model, full_ids, full_mask, s.tokens.shape[1], T) * completion_mask
+
+
 @pytest.mark.parametrize("T", [1.0, 0.7])
 def test_sampled_logprobs_equal_the_trainers_recomputed_ones(tokenizer, T, batch_sizes):
     model = tiny_model(vocab_size=len(tokenizer))
     prompts, G = encode(tokenizer), 4
     s = sample(model, prompts, G, max_new_tokens=24, temperature=T, eos_ids=list(range(10, 30)), generator=2)
     assert len(batch_sizes) > 1, "rows should end early enough for the batch to shrink"
-    ids, mask = left_pad(prompts, 0, "cpu")
-    completion_mask = (torch.arange(s.tokens.shape[1]) < s.lengths[:, None]).long()
-    full_ids = torch.cat([ids.repeat_interleave(G, 0), s.tokens], 1)
-    full_mask = torch.cat([mask.repeat_interleave(G, 0), completion_mask], 1)
-    with torch.no_grad():
-        recomputed = completion_logprobs(model, full_ids, full_mask, s.tokens.shape[1], T)
-    assert torch.allclose(recomputed * completion_mask, s.logprobs, atol=1e-5, rtol=0)
+    assert torch.allclose(recomputed_logprobs(model, prompts, G, s, T), s.logprobs, atol=1e-5, rtol=0)
 
 
 def test_bf16_sampled_logprobs_equal_a_bf16_recomputation_within_bf16_tolerance():
@@ -129,13 +134,7 @@ def test_bf16_sampled_logprobs_equal_a_bf16_recomputation_within_bf16_tolerance(
     rows = [json.loads(line) for line in open(os.path.join(DATA, "test.jsonl"))][:8]
     prompts, G = [tokenizer(r1_zero_prompt(r["prompt"]))["input_ids"] for r in rows], 4
     s = sample(model, prompts, G, 48, eos_ids=eos_ids(tokenizer, model), pad_id=tokenizer.pad_token_id, generator=0)
-    ids, mask = left_pad(prompts, tokenizer.pad_token_id, "cpu")
-    completion_mask = (torch.arange(s.tokens.shape[1]) < s.lengths[:, None]).long()
-    full_ids = torch.cat([ids.repeat_interleave(G, 0), s.tokens], 1)
-    full_mask = torch.cat([mask.repeat_interleave(G, 0), completion_mask], 1)
-    with torch.no_grad():
-        recomputed = completion_logprobs(model, full_ids, full_mask, s.tokens.shape[1], 1.0)
-    gap = (recomputed * completion_mask - s.logprobs).abs()
+    gap = (recomputed_logprobs(model, prompts, G, s, pad_id=tokenizer.pad_token_id) - s.logprobs).abs()
     assert gap.max() <= 2 ** 4 * torch.finfo(torch.bfloat16).eps and gap.mean() <= 1e-3, (gap.max(), gap.mean())
 
 
@@ -188,12 +187,7 @@ def sliding_window_model(tokenizer, window: int):
 def test_a_sliding_window_longer_than_the_sequence_samples_exactly(tokenizer):
     model, prompts, G = sliding_window_model(tokenizer, window=128), encode(tokenizer), 2
     s = sample(model, prompts, G, 16, temperature=1.0, eos_ids=[], generator=3)
-    ids, mask = left_pad(prompts, 0, "cpu")
-    full_ids = torch.cat([ids.repeat_interleave(G, 0), s.tokens], 1)
-    full_mask = torch.cat([mask.repeat_interleave(G, 0), torch.ones_like(s.tokens)], 1)
-    with torch.no_grad():
-        recomputed = completion_logprobs(model, full_ids, full_mask, s.tokens.shape[1], 1.0)
-    assert torch.allclose(recomputed, s.logprobs, atol=1e-5, rtol=0)
+    assert torch.allclose(recomputed_logprobs(model, prompts, G, s), s.logprobs, atol=1e-5, rtol=0)
 
 
 def test_a_sliding_window_shorter_than_the_sequence_is_refused(tokenizer):
