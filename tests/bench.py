@@ -122,7 +122,8 @@ def sampler_rows(model, prompts, G: int, N: int, repeats: int, device, bandwidth
 def exactness(model, prompts, G: int, N: int, device) -> list[str]:
     """Lines that say how exact the sampler is on this model and device: greedy against generate's greedy, the CUDA
     graph against eager decoding, and the sampled log-probs against the trainer's recomputation (on CUDA the
-    sampler runs in bf16 and the trainer recomputes pi_old with float32 weights under bf16 autocast)."""
+    sampler runs in bf16 and the trainer recomputes pi_old with float32 weights under bf16 autocast) and, for a
+    bf16 model, against a forward of that same model: the dtype's own tolerance (README, "Speed")."""
     ids, mask = left_pad(prompts, 0, device)
     ours = sample(model, prompts, 1, N, temperature=0)
     ref = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=N, min_new_tokens=N,
@@ -135,14 +136,18 @@ def exactness(model, prompts, G: int, N: int, device) -> list[str]:
     if device.type == "cuda":
         graph = sample(model, prompts, G, N, temperature=1.0, generator=0, cuda_graph=True)
         lines.append(f"CUDA graph vs eager: tokens {'identical' if torch.equal(graph.tokens, s.tokens) else 'differ'}")
-    policy = copy.deepcopy(model).float()
     full_ids = torch.cat([ids.repeat_interleave(G, 0), s.tokens], 1)
     full_mask = torch.cat([mask.repeat_interleave(G, 0), torch.ones_like(s.tokens)], 1)
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        recomputed = grpo.completion_logprobs(policy, full_ids, full_mask, N, 1.0)
-    gap = (recomputed - s.logprobs).abs()
-    lines.append(f"sampled log-probs vs the trainer's recomputation: max |difference| {gap.max():.2e}, "
-                 f"mean {gap.mean():.2e} ({next(model.parameters()).dtype} sampler)")
+    dtype, cuda = next(model.parameters()).dtype, device.type == "cuda"
+    recomputations = [("the trainer's recomputation" + (" (float32 weights, bf16 autocast)" if cuda else ""),
+                       copy.deepcopy(model).float(), cuda)]
+    if dtype != torch.float32:
+        recomputations.append((f"a {dtype} forward of the whole sequences", model, False))
+    for name, recomputer, autocast in recomputations:
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            gap = (grpo.completion_logprobs(recomputer, full_ids, full_mask, N, 1.0) - s.logprobs).abs()
+        lines.append(f"sampled log-probs ({dtype} sampler) vs {name}: max |difference| {gap.max():.2e}, "
+                     f"mean {gap.mean():.2e}")
     return lines
 
 

@@ -125,10 +125,10 @@ def test_sampled_logprobs_equal_the_trainers_recomputed_ones(tokenizer, T, batch
 
 
 def test_bf16_sampled_logprobs_equal_a_bf16_recomputation_within_bf16_tolerance():
-    """In bf16 the sampler's one-token decode steps and the trainer's whole-sequence forward round differently, so
-    their log-probs agree to the dtype's tolerance, stated here: one bf16 step (2^-7 of the value, bf16 keeps 8
-    significant bits) of the largest logit. The shipped model's logits reach about 20, so that is 2^4 * 2^-7 =
-    0.125; we saw at most 0.062. The mean, about 1e-4, is what a wrong position or mask would push towards 1."""
+    """In bf16 the sampler's one-token decode steps and a forward of the whole sequence round differently, so their
+    log-probs agree to bf16's precision (8 significant bits), which depends on the model. For the shipped model it
+    is stated here as one bf16 step at its largest logits: about 20, so 2^4 * 2^-7 = 0.125 (we saw at most 0.062).
+    The mean, about 1e-4, is what a wrong position or mask would push towards 1."""
     tokenizer = AutoTokenizer.from_pretrained(os.path.join(DATA, "model"))
     model = AutoModelForCausalLM.from_pretrained(os.path.join(DATA, "model"), dtype=torch.bfloat16).eval()
     rows = [json.loads(line) for line in open(os.path.join(DATA, "test.jsonl"))][:8]
