@@ -25,6 +25,7 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 
 import torch
 import torch.distributed as dist
@@ -36,7 +37,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from rewards import (ACCURACY, FIELDS, accuracy_rewards, answer_key, extract_answer, format_reward,
-                     math_verify_reward, r1_zero_prompt, to_row)
+                     needs_math_verify, r1_zero_prompt, to_row)
 from sample import left_pad, position_ids, sample
 
 # ----------------------------------------------------------------------------------------------------- config
@@ -47,7 +48,8 @@ class Config:
     model: str = "data/model"  # Hugging Face id or local directory (without --model: the shipped one, see SHIPPED)
     data: str = "data/train.jsonl"  # JSONL rows: math, GSM8K, MATH, code or countdown (data/README.md)
     task: str = "auto"  # auto (each row by its fields), math, gsm8k, competition_math, code or countdown
-    math_verify: bool = False  # compare math answers with math-verify (pip install math-verify) as well
+    math_verify: bool = True  # compare gold answers that are not one number with math-verify too, where installed
+    skip_bad_rows: bool = False  # leave out dataset rows that cannot be read (and say how many) instead of stopping
     out: str = "out"  # metrics.jsonl and the final checkpoint go here
     G: int = 16  # answers sampled per question (R1-Zero: 16)
     prompts_per_step: int = 32  # questions per optimiser step, over all ranks (R1-Zero: 32)
@@ -137,8 +139,6 @@ def parse_config(argv=None) -> Config:
             parser.error(f"--{name.replace('_', '-')} must be in (0, 1], got {getattr(cfg, name)}")
     if cfg.eval_only and not cfg.eval_data:
         parser.error("--eval-only needs --eval-data")
-    if cfg.math_verify and importlib.util.find_spec("math_verify") is None:
-        parser.error("--math-verify needs the math-verify package: pip install math-verify")
     if cfg.resume:
         found = [cfg.resume] if os.path.isfile(os.path.join(cfg.resume, STATE)) else checkpoints(cfg.resume)
         if not found:
@@ -157,29 +157,54 @@ class DataError(ValueError):
     """A dataset problem, reported as FILE:LINE: what is wrong."""
 
 
-def load_rows(path: str, task: str = "auto") -> list[dict]:
-    """The rows of a JSONL file, each checked and put in the fields its reward reads (rewards.to_row)."""
+def load_rows(path: str, task: str = "auto", skip_bad_rows: bool = False) -> tuple[list[dict], list[tuple]]:
+    """The rows of a JSONL file, each checked and put in the fields its reward reads (rewards.to_row), and the bad
+    ones as (line, what is wrong). A bad row stops the run, saying how many there are, unless skip_bad_rows."""
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file")
-    rows = []
+    rows, bad = [], []
     with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
+        for n, line in enumerate(f, 1):
             try:
-                row = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                raise DataError(f"{path}:{n}: not UTF-8 text") from None
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{n}: expected a JSON object (one dataset row)")
-            try:
-                rows.append(to_row(row, task))
+                if line.strip():
+                    rows.append(to_row(json_row(line), task))
             except ValueError as e:
-                raise DataError(f"{path}:{n}: {e}") from None
+                bad.append((n, str(e)))
+    if bad and not skip_bad_rows:
+        raise DataError(f"{path}:{bad[0][0]}: {bad[0][1]}\nbad rows: {len(bad)} of {len(rows) + len(bad)} "
+                        f"{bad_lines(bad)}; --skip-bad-rows trains without them")
     if not rows:
         raise DataError(f"{path}: no rows")
+    return rows, bad
+
+
+def bad_lines(bad: list[tuple]) -> str:
+    return "(line " + ", ".join(str(n) for n, _ in bad[:10]) + (", ...)" if len(bad) > 10 else ")")
+
+
+def json_row(line: bytes) -> dict:
+    """One JSONL line as a JSON object, or a ValueError saying why it is not one."""
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not valid JSON ({e.msg})") from None
+    if not isinstance(row, dict):
+        raise ValueError("expected a JSON object (one dataset row)")
+    return row
+
+
+def read_data(path: str, cfg, rank: int) -> list[dict]:
+    """load_rows, with what the run should know said once: bad rows left out, answers compared only as text."""
+    rows, bad = load_rows(path, cfg.task, cfg.skip_bad_rows)
+    text_only = cfg.math_verify and importlib.util.find_spec("math_verify") is None
+    if rank == 0 and bad:
+        print(f"--skip-bad-rows: left out {len(bad)} of {len(rows) + len(bad)} rows of {path} {bad_lines(bad)}; the "
+              f"first: {bad[0][1]}")
+    if rank == 0 and text_only and (n := sum(map(needs_math_verify, rows))):
+        print(f"note: {n} gold answers in {path} are not one number; math-verify is not installed, so they are "
+              f"compared as text only (pip install math-verify to compare them as math)")
     return rows
 
 
@@ -348,8 +373,8 @@ def score(completions: list[str], rows: list[dict], G: int, cfg: Config, lengths
 
 
 def accuracy_functions(cfg: Config) -> dict:
-    """The accuracy reward of each task; --math-verify swaps in math-verify's comparison for math rows."""
-    return dict(ACCURACY, math=math_verify_reward) if cfg.math_verify else ACCURACY
+    """The accuracy reward of each task; --no-math-verify leaves math answers to our own checker alone."""
+    return ACCURACY if cfg.math_verify else dict(ACCURACY, math=partial(ACCURACY["math"], math_verify=False))
 
 
 def complete(model, tokenizer, rows, G: int, T: float, top_p: float, max_new_tokens: int, generator):
@@ -726,8 +751,8 @@ def train(cfg: Config) -> None:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     torch.manual_seed(cfg.seed)
-    rows = None if cfg.eval_only else load_rows(cfg.data, cfg.task)
-    eval_rows = load_rows(cfg.eval_data, cfg.task) if cfg.eval_data else None
+    rows = None if cfg.eval_only else read_data(cfg.data, cfg, rank)
+    eval_rows = read_data(cfg.eval_data, cfg, rank) if cfg.eval_data else None
     if rank == 0 and rows is not None and cfg.prompts_per_step > len(rows):
         print(f"note: --prompts-per-step {cfg.prompts_per_step} is more than the {len(rows)} rows of {cfg.data}: "
               f"each step repeats questions")

@@ -7,12 +7,16 @@ reused or run in a worker on its own. Run as a script, this file is the code san
 """
 import ast
 import errno
+import functools
 import json
+import logging
 import operator
 import os
 import re
+import signal
 import stat
 import sys
+import threading
 import warnings
 from fractions import Fraction
 
@@ -27,9 +31,6 @@ TEMPLATE = (
 )
 
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
-FORMAT = re.compile(r"\s*<think>.*\S.*</think>\s*<answer>.*\S.*</answer>\s*", re.DOTALL)
-ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-THINKING = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
 
 
 def r1_zero_prompt(prompt: str) -> str:
@@ -39,37 +40,69 @@ def r1_zero_prompt(prompt: str) -> str:
 
 def format_reward(completion: str, **row) -> float:
     """1 if the completion is `<think>...</think> <answer>...</answer>` and only whitespace around, each tag once
-    and neither block empty (empty tags would earn the reward without any reasoning or answer)."""
-    once = all(completion.count(tag) == 1 for tag in TAGS)
-    return float(once and FORMAT.fullmatch(completion) is not None)
+    and neither block empty (empty tags would earn the reward without any reasoning or answer). Cut at the tags with
+    str.partition: linear in the length, where a regular expression backtracks on near-misses."""
+    if any(completion.count(tag) != 1 for tag in TAGS):
+        return 0.0
+    pieces, rest = [], completion  # before <think>, the thinking, between, the answer; then what follows </answer>
+    for tag in TAGS:
+        before, found, rest = rest.partition(tag)
+        if not found:  # the tags are out of order
+            return 0.0
+        pieces.append(before)
+    outside, inside = pieces[0::2] + [rest], pieces[1::2]
+    return float(not any(p.strip() for p in outside) and all(p.strip() for p in inside))
+
+
+def outside_thinking(completion: str) -> str:
+    """The completion without its `<think>` blocks; an unclosed `<think>` runs to the end."""
+    kept, i = [], 0
+    while (start := completion.find("<think>", i)) >= 0:
+        kept.append(completion[i:start])
+        end = completion.find("</think>", start)
+        i = len(completion) if end < 0 else end + len("</think>")
+    return "".join(kept) + completion[i:]
 
 
 def extract_answer(completion: str) -> str | None:
     """The content of the single `<answer>` block outside `<think>`; None if there is none or more than one.
     An answer written only while thinking does not count, and two answers are a hedge, not an answer."""
-    found = ANSWER.findall(THINKING.sub("", completion))
-    return found[0].strip() if len(found) == 1 else None
+    text = outside_thinking(completion)
+    start = text.find("<answer>")
+    end = text.find("</answer>", start)
+    if start < 0 or end < 0:
+        return None
+    second = text.find("<answer>", end)  # a second block needs its own closing tag, as a regex's findall would
+    if second >= 0 and text.find("</answer>", second) >= 0:
+        return None
+    return text[start + len("<answer>"):end].strip()
 
 
 # ------------------------------------------------------------------------------------------------------- math
 
 
+BRACES = re.compile(r"[{}]")
+
+
 def closing_brace(text: str, i: int) -> int:
     """The index of the `}` closing the `{` just before text[i]; -1 if it is never closed."""
     depth = 1
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
+    for brace in BRACES.finditer(text, i):
+        depth += 1 if brace.group() == "{" else -1
         if depth == 0:
-            return j
+            return brace.start()
     return -1
 
 
 def unbox(text: str) -> str:
-    r"""`\boxed{X}` -> X when the box is the whole answer (a box in a box too); other text is left as it is, so that
-    `\boxed{3} or \boxed{5}` stays unreadable rather than being read as 5."""
-    text = text.strip().strip("$").strip()
-    while text.startswith("\\boxed{") and closing_brace(text, 7) == len(text) - 1:
-        text = text[7:-1].strip()
+    r"""The answer without what wraps the whole of it: `\boxed{}` (a box in a box too), `$`, `\(...\)`, `\[...\]`
+    and markdown's `**`. `\boxed{3} or \boxed{5}` stays unreadable rather than being read as 5."""
+    for _ in range(4):  # each level is a pass over the text: a thousand nested boxes must not cost a thousand passes
+        text = text.strip().strip("$*").removeprefix("\\(").removeprefix("\\[").strip()
+        text = text.removesuffix("\\)").removesuffix("\\]").strip().strip("$*").strip()
+        if not (text.startswith("\\boxed{") and closing_brace(text, 7) == len(text) - 1):
+            break
+        text = text[7:-1]
     return text
 
 
@@ -80,14 +113,17 @@ def last_boxed(solution: str) -> str | None:
     return solution[start + 7:end].strip() if end >= 0 else None
 
 
-# A number: optional sign, digits with optional thousands separators and decimals, an optional exponent of at most
-# four digits (1e9999 is exact and fast; 1e999999999 would not be), optionally "/ number"; then at most a unit of
-# up to three words made of letters ("12 cm", "18 square feet", "60 km/h"). A one-letter unit needs a space before
-# it: "5 m" is 5, but "2x" and "3i" are algebra, not the numbers 2 and 3.
+# A number, read from text whose whitespace plain() has made single spaces: optional sign, digits with optional
+# thousands separators and decimals, an optional exponent of at most four digits (1e9999 is exact and fast;
+# 1e999999999 would not be), optionally "/ number", optionally after a whole part (the mixed number "12 3/5");
+# then at most a unit of up to three words ("12 cm", "18 square feet", "60 km/h"). A one-letter unit needs a space
+# before it: "5 m" is 5, but "2x" and "3i" are algebra, not the numbers 2 and 3. Every part is delimited, so a
+# failed match backtracks in linear time.
 NUMBER = re.compile(
+    r"(?:(?P<whole>[-+]?\d+) (?=\d+ ?/))?"
     r"(?P<num>[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d{1,4})?)"
-    r"(?:\s*/\s*(?P<den>-?\d+(?:\.\d+)?))?"
-    r"(?:(?:\s+|(?=[A-Za-z°µ]{2}))(?P<unit>[A-Za-z°µ]+(?:\s*[./]?\s*[A-Za-z°µ]+){0,2}))?"
+    r"(?: ?/ ?(?P<den>-?\d+(?:\.\d+)?))?"
+    r"(?:(?: |(?=[A-Za-zµ]{2}))(?P<unit>[A-Za-zµ]+(?:(?: ?[./] ?| )[A-Za-zµ]+){0,2}))?"
 )
 # Words after a number that change or hedge it: "5 or 6", "5 and a half", "3 million" are not the number 5 or 3.
 NOT_A_UNIT = {"or", "and", "to", "plus", "minus", "times", "half", "quarter", "third", "dozen", "hundred",
@@ -95,30 +131,38 @@ NOT_A_UNIT = {"or", "and", "to", "plus", "minus", "times", "half", "quarter", "t
 
 
 def plain(text: str) -> str:
-    r"""LaTeX and currency dressing removed: `\frac{3}{4}` -> `3/4`, `2.5 \times 10^{3}` -> `2.5e3`, `\text{ cm}` ->
-    ` cm`, `$`, `%` (so `50%` reads as 50, GSM8K's convention, and not as 0.5), `^\circ`, Unicode minus, and one
-    pair of enclosing parentheses, so that `(5)` is 5 but `2(3)` stays unreadable."""
-    text = unbox(text).replace("\u2212", "-")
-    text = re.sub(r"\\[dt]?frac(\d)(\d)", r"\1/\2", text)  # \frac12
-    text = re.sub(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}", r"\1/\2", text)
-    text = re.sub(r"\s*(?:\\times|\\cdot|×)\s*10\^\{?([-+]?\d+)\}?", r"e\1", text)
+    r"""LaTeX and currency dressing removed: `\frac{3}{4}` -> `3/4`, `12\frac{3}{5}` -> `12 3/5`, `2.5 \times
+    10^{3}` -> `2.5e3`, `\text{ cm}` -> ` cm`, `9 (apples)` -> `9 apples`, `70{,}000` -> `70,000`; `$`, `%` (so
+    `50%` reads as 50, GSM8K's convention, and not as 0.5), degrees, Unicode minus, and one pair of enclosing
+    parentheses, so that `(5)` is 5 but `2(3)` stays unreadable. Whitespace runs become one space first, so that
+    no pattern here scans a run more than once."""
+    text = re.sub(r"\s+", " ", unbox(text)).replace("\u2212", "-").replace("{,}", ",")
+    text = re.sub(r"(\d) ?(?=\\[dt]?frac)", r"\1 ", text)  # a mixed number: 12\frac{3}{5} is 12 + 3/5
+    text = re.sub(r"\\[dt]?frac ?(\d) ?(\d)", r"\1/\2", text)  # \frac12, \frac 35
+    text = re.sub(r"\\[dt]?frac ?\{([^{}]*)\}\{([^{}]*)\}", r"\1/\2", text)
+    text = re.sub(r" ?(?:\\times|\\cdot|×) ?10\^\{?([-+]?\d+)\}?", r"e\1", text)
     text = re.sub(r"\\(?:text|mathrm|mbox)\{([^{}]*)\}", r" \1", text)
-    text = re.sub(r"\^\{?\\circ\}?|\\left|\\right|\\[$%!,]|[$%]", "", text).strip().rstrip(".").strip()
+    text = re.sub(r"\^\{?\\circ\}?|°", " ", text)
+    text = re.sub(r"\s+", " ", re.sub(r"\\left|\\right|\\[$%!,]|[$%]", "", text)).strip().rstrip(".").strip()
+    text = re.sub(r" ?\(([A-Za-z ]+)\)$", r" \1", text)  # a unit in parentheses
+    text = re.sub(r"^[A-Za-z] ?= ?", "", text)  # x = 5
     return text[1:-1].strip() if re.fullmatch(r"\([^()]*\)", text) else text
 
 
 def parse_number(text: str) -> Fraction | None:
-    r"""An exact number from an answer string: `1,234`, `-0.5`, `3/4`, `\frac{3}{4}`, `\boxed{7}`, `$5`, `12 cm`,
-    `1.5e3`; None for anything else, including numbers too long to read (over 4300 digits)."""
+    r"""An exact number from an answer string: `1,234`, `-0.5`, `3/4`, `\frac{3}{4}`, `2\frac{1}{2}`, `\boxed{7}`,
+    `$5`, `12 cm`, `1.5e3`; None for anything else, including numbers too long to read (over 4300 digits)."""
     match = NUMBER.fullmatch(plain(text))
-    if match is None or NOT_A_UNIT & set(re.split(r"[\s./]+", (match["unit"] or "").lower())):
+    if match is None or NOT_A_UNIT & set(re.split(r"[ ./]+", (match["unit"] or "").lower())):
         return None
     try:
         value = Fraction(match["num"].replace(",", ""))
         den = Fraction(match["den"]) if match["den"] is not None else 1
+        whole = Fraction(match["whole"] or 0)
     except ValueError:  # Python refuses to read integers of more than 4300 digits
         return None
-    return value / den if den != 0 else None
+    sign = -1 if (match["whole"] or "").startswith("-") else 1  # -2 1/2 is -(2 + 1/2)
+    return whole + sign * value / den if den != 0 else None
 
 
 def gold_answer(answer) -> str:
@@ -137,7 +181,7 @@ def same_answer(predicted: str, gold: str) -> bool:
 
 def plain_text(answer: str) -> str:
     """An answer as text without LaTeX dressing or spaces: how answers that are not one number compare."""
-    return re.sub(r"\s+", "", plain(answer))
+    return plain(answer).replace(" ", "")
 
 
 def answer_key(answer: str):
@@ -147,21 +191,62 @@ def answer_key(answer: str):
     return number if number is not None else plain_text(answer)
 
 
-def accuracy_reward(completion: str, answer, **row) -> float:
-    """1 if the completion's single `<answer>` block holds the gold answer, else 0."""
-    predicted = extract_answer(completion)
-    return float(predicted is not None and same_answer(predicted, gold_answer(answer)))
-
-
-def math_verify_reward(completion: str, answer, **row) -> float:
-    """Like accuracy_reward, but the comparison is math-verify's (pip install math-verify): it also reads LaTeX
-    expressions, sets and intervals that our own checker compares as text."""
-    from math_verify import parse, verify  # optional dependency, needed only when this reward is chosen
+def accuracy_reward(completion: str, answer, math_verify: bool = True, **row) -> float:
+    """1 if the completion's single `<answer>` block holds the gold answer, else 0. A gold answer that reads as one
+    number is compared by our exact checker alone; any other by ours or, where installed, math-verify."""
     predicted = extract_answer(completion)
     if predicted is None:
         return 0.0
     gold = gold_answer(answer)
-    return float(verify(parse(f"${gold}$"), parse(f"${predicted}$")) or same_answer(predicted, gold))
+    return float(same_answer(predicted, gold)
+                 or math_verify and parse_number(gold) is None and math_verify_equal(predicted, gold))
+
+
+MATH_VERIFY_CHARS = 300  # longer answers are not sent to math-verify: real ones are far shorter, and it can be slow
+MATH_VERIFY_SECONDS = 0.5  # math-verify's own timeout counts whole seconds; `(x+1)^{1000}` would take 5 of them
+
+
+@functools.cache
+def load_math_verify():
+    """The math-verify package (pip install math-verify), imported on first use; None where it is not installed."""
+    try:
+        import math_verify
+    except ImportError:
+        return None
+    logging.getLogger("math_verify").setLevel(logging.CRITICAL)  # it logs each timeout and each unreadable answer
+    return math_verify
+
+
+class TooSlow(BaseException):
+    """Raised by the alarm inside math-verify; a BaseException because math-verify catches every Exception."""
+
+
+@functools.lru_cache(maxsize=1 << 14)  # a group of G answers often holds the same one many times
+def math_verify_equal(predicted: str, gold: str) -> bool:
+    r"""math-verify's judgement that `predicted` equals `gold`, read as LaTeX (so `\sqrt 2` is `\sqrt{2}`, `{1, 2}` is
+    `{2, 1}`, `x = 5` is 5). False where it is not installed, for over-long answers, after MATH_VERIFY_SECONDS, and
+    off the main thread (its timer is a signal). A `%` is dressing here as in ours: math-verify would read `1800%`
+    as 18."""
+    mv = load_math_verify()
+    if mv is None or len(predicted) > MATH_VERIFY_CHARS or threading.current_thread() is not threading.main_thread():
+        return False
+    predicted, gold = (re.sub(r"\\?%", "", text) for text in (predicted, gold))
+    previous = signal.signal(signal.SIGALRM, alarm)
+    try:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, MATH_VERIFY_SECONDS)
+            return mv.verify(mv.parse(f"${gold}$", parsing_timeout=None), mv.parse(f"${predicted}$", parsing_timeout=None),
+                             timeout_seconds=None)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except TooSlow:  # also when the alarm rang just before it was cancelled
+        return False
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
+def alarm(signum, frame):
+    raise TooSlow
 
 
 # -------------------------------------------------------------------------------------------------- countdown
@@ -355,14 +440,18 @@ def accuracy_rewards(completions: list[str], rows: list[dict], rewards: dict = A
 
 # --------------------------------------------------------------------------------------------------- datasets
 # The fields that tell a row's dataset, tried in this order; what each becomes is in to_row and data/README.md.
-FIELDS = {"code": ("prompt", "tests"), "countdown": ("nums", "target"), "competition_math": ("problem", "solution"),
+FIELDS = {"code": ("prompt", "tests"), "countdown": ("nums", "target"), "competition_math": ("problem",),
           "gsm8k": ("question", "answer"), "math": ("prompt", "answer")}
+QUESTION = ("prompt", "question", "problem")  # a row holds its question in one of these
+CONTEXT = ("body", "context", "passage")  # text that comes before the question (ASDiv's body: "Seven apples...")
 
 
 def to_row(raw: dict, task: str = "auto") -> dict:
-    r"""A dataset row in the fields the rewards read, with its reward's "task" (math, code or countdown). GSM8K's
-    question and MATH's problem become the prompt and MATH's last `\boxed{}` the answer; a countdown row gets its
-    prompt. Other fields stay (they reach the rewards as keyword arguments). Raises ValueError saying what is wrong."""
+    r"""A dataset row in the fields the rewards read, with its reward's "task" (math, code or countdown). The prompt
+    is the row's question (GSM8K's question, MATH's problem) after any context (ASDiv's body); a MATH row's answer is
+    its `answer`, else its solution's last `\boxed{}`; a countdown row gets its prompt. Other fields stay (they reach
+    the rewards as keyword arguments). No text is dropped: a row with two questions is refused. Raises ValueError
+    saying what is wrong."""
     if task == "auto":
         task = next((t for t, need in FIELDS.items() if all(f in raw for f in need)), None)
         if task is None and "prompt" not in raw:
@@ -374,13 +463,19 @@ def to_row(raw: dict, task: str = "auto") -> dict:
         raise ValueError(f"missing field(s) {', '.join(missing)} for a {task} row")
     if "completion" in raw:
         raise ValueError("a row may not have a field named completion: rewards take the completion by that name")
+    questions = [f for f in QUESTION if f in raw]
+    if len(questions) > 1:
+        raise ValueError(f"the fields {' and '.join(questions)} both look like the question: keep one")
+    texts = [f for f in CONTEXT + QUESTION if f in raw]
+    if not_text := [f for f in texts if not isinstance(raw[f], str)]:
+        raise ValueError(f"{not_text[0]} must be a non-empty string, got {json.dumps(raw[not_text[0]])[:80]}")
     row = dict(raw, task={"gsm8k": "math", "competition_math": "math"}.get(task, task))
-    if task == "gsm8k":
-        row["prompt"] = raw["question"]
-    if task == "competition_math":
-        row.update(prompt=raw["problem"], answer=last_boxed(str(raw["solution"])))
+    if texts:
+        row["prompt"] = " ".join(raw[f].strip() for f in texts)
+    if task == "competition_math" and "answer" not in raw:
+        row["answer"] = last_boxed(str(raw.get("solution", "")))
         if row["answer"] is None:
-            raise ValueError("the solution has no \\boxed{} answer")
+            raise ValueError("a competition_math row needs an answer, or a solution with a \\boxed{} answer")
     if task == "countdown":
         if not (isinstance(raw["nums"], list) and raw["nums"] and all(type(n) is int for n in raw["nums"] + [raw["target"]])):
             raise ValueError(f"nums must be a list of integers and target an integer, got nums={raw['nums']!r}, "
@@ -394,6 +489,11 @@ def to_row(raw: dict, task: str = "auto") -> dict:
     if not isinstance(row["prompt"], str) or not row["prompt"].strip():
         raise ValueError("prompt must be a non-empty string")
     return row
+
+
+def needs_math_verify(row: dict) -> bool:
+    """A math row whose gold answer is not one number: math-verify compares it, where installed; else only as text."""
+    return row["task"] == "math" and parse_number(gold_answer(row["answer"])) is None
 
 
 def check_code_row(raw: dict) -> None:

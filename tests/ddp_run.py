@@ -1,7 +1,9 @@
 """`torchrun --nproc_per_node=2 tests/ddp_run.py REWARD grpo.py-flags...`: grpo.py under torchrun with its score
 replaced. REWARD `fail-on-rank-1`: rank 1 raises while scoring, as a reward on a bad row would, and the whole job
 must stop with that error shown rather than hang in an all-reduce. REWARD `by-length`: rewards that vary for a
-random tiny model (which never answers right), so that a short run really trains."""
+random tiny model (which never answers right), so that a short run really trains. REWARD `math-verify`: the
+real score, after checking that math-verify (whose timer is a signal, set only from a main thread) judges a
+non-numeric answer on this rank."""
 import os
 import sys
 
@@ -22,6 +24,16 @@ def by_length(completions, rows, G, cfg, lengths):
     return {"reward": r, "accuracy": r / 2, "format": r / 2}
 
 
+def math_verify_then_score(completions, rows, G, cfg, lengths):
+    judged = grpo.accuracy_rewards(["<answer>1 + x</answer>"], [{"task": "math", "answer": "x+1", "prompt": "p"}])
+    if judged != [1.0]:
+        raise RuntimeError(f"math-verify did not judge under torchrun: {judged}")
+    return score(completions, rows, G, cfg, lengths)
+
+
+score = grpo.score
+
 if __name__ == "__main__":
-    grpo.score = {"fail-on-rank-1": fail_on_rank_1, "by-length": by_length}[sys.argv[1]]
+    grpo.score = {"fail-on-rank-1": fail_on_rank_1, "by-length": by_length, "math-verify": math_verify_then_score}[
+        sys.argv[1]]
     grpo.main(sys.argv[2:])

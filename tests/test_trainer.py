@@ -107,7 +107,7 @@ def test_a_new_run_into_an_old_out_starts_fresh_logs_and_keeps_the_old(model_dir
 def test_cli_runs_under_torchrun(model_dir, tmp_path):
     data = write_rows(tmp_path / "train.jsonl", ARITHMETIC)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
-           os.path.join(ROOT, "grpo.py")] + cli_args(model_dir, data, tmp_path / "out")
+           os.path.join(ROOT, "tests", "ddp_run.py"), "math-verify"] + cli_args(model_dir, data, tmp_path / "out")
     subprocess.run(cmd, check=True, cwd=tmp_path, timeout=120)
     check_run(tmp_path / "out", model_dir)
 
@@ -222,11 +222,33 @@ def test_score_reads_each_row_by_its_task():
     assert scores["reward"].tolist() == [2, 0] * 3
 
 
-def test_math_verify_flag_needs_the_package(model_dir, monkeypatch, capsys):
+def test_without_math_verify_the_run_says_which_answers_are_compared_as_text(tmp_path, monkeypatch, capsys):
+    data = write_rows(tmp_path / "train.jsonl", ARITHMETIC + [{"problem": "p", "answer": "\\sqrt 2"}])
+    grpo.read_data(data, Config(), rank=0)
+    assert capsys.readouterr().out == ""
     monkeypatch.setattr(grpo.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(SystemExit):
-        grpo.parse_config(["--model", model_dir, "--math-verify"])
-    assert "--math-verify needs the math-verify package" in capsys.readouterr().err
+    grpo.read_data(data, Config(), rank=0)
+    assert "note: 1 gold answers in" in capsys.readouterr().out
+    grpo.read_data(write_rows(tmp_path / "numbers.jsonl", ARITHMETIC), Config(), rank=0)
+    assert capsys.readouterr().out == ""  # numbers are compared exactly without it
+
+
+def test_no_math_verify_leaves_math_answers_to_our_checker():
+    rows = [to_row({"prompt": "p", "answer": "x^2+2x+1"})] * 2
+    completions = ["<think>w</think><answer>(x+1)^2</answer>"] * 2
+    with_it, without = (grpo.score(completions, rows, 2, Config(math_verify=m), torch.tensor([9, 9])) for m in (True, False))
+    assert with_it["accuracy"].tolist() == [1, 1] and without["accuracy"].tolist() == [0, 0]
+
+
+def test_bad_rows_are_counted_and_can_be_left_out(tmp_path, capsys):
+    data = write_rows(tmp_path / "train.jsonl", ARITHMETIC[:3] + [{"prompt": "p", "answer": ""}] + ARITHMETIC[3:]
+                      + [{"prompt": "q"}])
+    with pytest.raises(DataError, match=r"train\.jsonl:4: answer must be a non-empty string or a number, got \"\"\n"
+                                        r"bad rows: 2 of 11 \(line 4, 11\); --skip-bad-rows trains without them"):
+        load_rows(data)
+    rows = grpo.read_data(data, Config(skip_bad_rows=True), rank=0)
+    assert [r["prompt"] for r in rows] == [r["prompt"] for r in ARITHMETIC]
+    assert "--skip-bad-rows: left out 2 of 11 rows of" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("agg", grpo.LOSS_AGG)
