@@ -37,6 +37,13 @@ def test_code_reward_bench_prints_its_table():
     assert "completions/s" in out and len([line for line in out.splitlines() if line.strip().endswith("x")]) == 2
 
 
+def test_rewards_bench_prints_its_table():
+    out = run("tests/bench_rewards.py", "--chars", "2048", "--before", "512")
+    from bench_rewards import shapes
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "shape" not in line]
+    assert len(rows) == len(shapes(64)) and all(len(row.split("|")) == 6 for row in rows)
+
+
 def test_countdown_generator_writes_seeded_rows():
     first, again = (run("data/make_countdown.py", "--n", "3", "--seed", "5") for _ in range(2))
     rows = [json.loads(line) for line in first.splitlines()]
