@@ -276,6 +276,7 @@ def test_degenerate_answers_are_cut_off_and_print_nothing(predicted, capfd):
     """math-verify's own timeout is whole seconds (5 by default) and it logs each one; ours is half a second."""
     import time
     math_verify_equal.cache_clear()
+    rewards.read_latex.cache_clear()
     start = time.perf_counter()
     assert accuracy_reward(answer(predicted), answer="x") == 0.0
     assert time.perf_counter() - start < 2 * rewards.MATH_VERIFY_SECONDS + 1  # a bound on hostile input, not a speed
@@ -284,9 +285,11 @@ def test_degenerate_answers_are_cut_off_and_print_nothing(predicted, capfd):
 
 def test_the_time_limit_interrupts_math_verify(monkeypatch):
     math_verify_equal.cache_clear()
+    rewards.read_latex.cache_clear()
     monkeypatch.setattr(rewards, "MATH_VERIFY_SECONDS", 1e-6)
     assert not math_verify_equal("1+2i", "2i+1")
     math_verify_equal.cache_clear()
+    rewards.read_latex.cache_clear()
 
 
 def test_over_long_answers_and_other_threads_get_our_checker_alone():
