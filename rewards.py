@@ -428,7 +428,9 @@ def read_report(path: str) -> list[str]:
         return f.read(REPORT_BYTES).decode("utf-8", "replace").splitlines() if regular else []
 
 
-ACCURACY = {"math": accuracy_reward, "code": code_reward, "countdown": countdown_reward}  # by a row's "task"
+# The accuracy reward of each task, by the name in a row's "task" field; your own goes here too (README, "Your own
+# reward"): rewards.ACCURACY["name"] = reward_function, then rows with "task": "name" get it.
+ACCURACY = {"math": accuracy_reward, "code": code_reward, "countdown": countdown_reward}
 
 
 def accuracy_rewards(completions: list[str], rows: list[dict], rewards: dict = ACCURACY, workers: int | None = None):
@@ -457,13 +459,19 @@ def to_row(raw: dict, task: str = "auto") -> dict:
     its `answer`, else its solution's last `\boxed{}`; a countdown row gets its prompt. Other fields stay (they reach
     the rewards as keyword arguments). No text is dropped: a row with two questions is refused. Raises ValueError
     saying what is wrong."""
-    if task == "auto":
+    if raw.get("task") not in (None, *FIELDS, *ACCURACY):
+        known = ", ".join(sorted(FIELDS.keys() | ACCURACY.keys()))
+        raise ValueError(f"no reward is registered for the task {raw['task']!r} (rewards.ACCURACY[{raw['task']!r}] = "
+                         f"your_reward; README, 'Your own reward'); known: {known}")
+    if raw.get("task") in ACCURACY.keys() - FIELDS.keys():  # a reward registered under its own name
+        task = raw["task"]
+    elif task == "auto":
         task = next((t for t, need in FIELDS.items() if all(f in raw for f in need)), None)
         if task is None and "prompt" not in raw:
             raise ValueError(f"cannot tell the task from the fields {sorted(raw)}: a row needs one of "
                              + ", ".join(f"{'+'.join(need)} ({t})" for t, need in FIELDS.items()))
         task = task or "math"
-    missing = [f for f in FIELDS[task] if f not in raw]
+    missing = [f for f in FIELDS.get(task, ("prompt",)) if f not in raw]
     if missing:
         raise ValueError(f"missing field(s) {', '.join(missing)} for a {task} row")
     if "completion" in raw:

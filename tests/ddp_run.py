@@ -3,8 +3,9 @@ replaced. REWARD `fail-on-rank-1`: rank 1 raises while scoring, as a reward on a
 must stop with that error shown rather than hang in an all-reduce. REWARD `by-length`: rewards that vary for a
 random tiny model (which never answers right), so that a short run really trains. REWARD `math-verify`: the
 real score, after checking that math-verify (whose timer is a signal, set only from a main thread) judges a
-non-numeric answer on this rank."""
+non-numeric answer on this rank. REWARD `sigterm-on-rank-1`: by-length, and rank 1 alone gets SIGTERM at step 2."""
 import os
+import signal
 import sys
 
 import torch
@@ -24,6 +25,17 @@ def by_length(completions, rows, G, cfg, lengths):
     return {"reward": r, "accuracy": r / 2, "format": r / 2}
 
 
+def sigterm_on_rank_1_at_step_2(completions, rows, G, cfg, lengths):
+    """Rank 1 alone is sent SIGTERM while it scores step 2, as when one node is preempted."""
+    CALLS.append(1)
+    if os.environ["RANK"] == "1" and len(CALLS) == 2:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return by_length(completions, rows, G, cfg, lengths)
+
+
+CALLS = []
+
+
 def math_verify_then_score(completions, rows, G, cfg, lengths):
     judged = grpo.accuracy_rewards(["<answer>1 + x</answer>"], [{"task": "math", "answer": "x+1", "prompt": "p"}])
     if judged != [1.0]:
@@ -34,6 +46,6 @@ def math_verify_then_score(completions, rows, G, cfg, lengths):
 score = grpo.score
 
 if __name__ == "__main__":
-    grpo.score = {"fail-on-rank-1": fail_on_rank_1, "by-length": by_length, "math-verify": math_verify_then_score}[
-        sys.argv[1]]
+    grpo.score = {"fail-on-rank-1": fail_on_rank_1, "by-length": by_length, "math-verify": math_verify_then_score,
+                  "sigterm-on-rank-1": sigterm_on_rank_1_at_step_2}[sys.argv[1]]
     grpo.main(sys.argv[2:])

@@ -1,6 +1,7 @@
 """Data parallelism that equals one process, crash-safe checkpoints and exact resume (CPU, gloo)."""
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -97,6 +98,30 @@ def test_resume_continues_exactly(model_dir, data, tmp_path):
     assert any(not torch.equal(a[k], v) for k, v in weights(model_dir).items())  # it did train
 
 
+def test_sigterm_ends_the_step_saves_it_and_resume_equals_the_run_that_never_stopped(model_dir, data, tmp_path,
+                                                                                    monkeypatch):
+    grpo.main(run_args(model_dir, data, tmp_path / "straight", 4, "--save-every", "0"))
+    calls, handler = [], signal.getsignal(signal.SIGTERM)
+
+    def preempted_at_step_2(*args):  # SIGTERM arrives while step 2 is being scored
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return by_length(*args)
+
+    monkeypatch.setattr(grpo, "score", preempted_at_step_2)
+    with pytest.raises(SystemExit) as stopped:
+        grpo.main(run_args(model_dir, data, tmp_path / "split", 4, "--save-every", "0"))
+    assert stopped.value.code == 128 + signal.SIGTERM and signal.getsignal(signal.SIGTERM) == handler
+    assert [m["step"] for m in train_lines(tmp_path / "split")] == [1, 2]  # step 2 was finished, and saved
+    assert grpo.checkpoints(str(tmp_path / "split")) == [str(tmp_path / "split" / "checkpoint-2")]
+    monkeypatch.setattr(grpo, "score", by_length)
+    grpo.main(run_args(model_dir, data, tmp_path / "split", 4, "--save-every", "0", "--resume", str(tmp_path / "split")))
+    assert train_lines(tmp_path / "split") == train_lines(tmp_path / "straight")
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "split")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_a_save_killed_half_way_leaves_the_previous_checkpoint_whole(model_dir, data, tmp_path, monkeypatch):
     save, calls = torch.save, []
 
@@ -126,16 +151,17 @@ def test_only_the_last_k_checkpoints_are_kept(model_dir, data, tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_under_two_ranks_continues_exactly(model_dir, data, tmp_path):
-    def torchrun(out, steps, *extra):
-        run = subprocess.run(TORCHRUN + [os.path.join(TESTS, "ddp_run.py"), "by-length"] +
-                             run_args(model_dir, data, out, steps, "--prompts-per-step", "4", *extra),
-                             cwd=tmp_path, timeout=300, capture_output=True, text=True)
-        assert run.returncode == 0, run.stderr[-3000:]
-    torchrun(tmp_path / "straight", 4)
-    torchrun(tmp_path / "split", 2)
+def test_a_signal_to_one_rank_stops_both_after_the_same_step_and_resume_continues_exactly(model_dir, data, tmp_path):
+    def torchrun(out, steps, *extra, reward="by-length"):
+        return subprocess.run(TORCHRUN + [os.path.join(TESTS, "ddp_run.py"), reward] +
+                              run_args(model_dir, data, out, steps, "--prompts-per-step", "4", "--save-every", "0",
+                                       *extra), cwd=tmp_path, timeout=300, capture_output=True, text=True)
+    assert torchrun(tmp_path / "straight", 4).returncode == 0
+    stopped = torchrun(tmp_path / "split", 4, reward="sigterm-on-rank-1")
+    assert stopped.returncode != 0 and "stopped by SIGTERM after step 2" in stopped.stdout, stopped.stderr[-3000:]
+    assert [m["step"] for m in train_lines(tmp_path / "split")] == [1, 2]
     assert len(torch.load(tmp_path / "split" / "checkpoint-2" / grpo.STATE, weights_only=True)["generators"]) == 2
-    torchrun(tmp_path / "split", 4, "--resume", str(tmp_path / "split"))
+    assert torchrun(tmp_path / "split", 4, "--resume", str(tmp_path / "split")).returncode == 0
     assert train_lines(tmp_path / "split") == train_lines(tmp_path / "straight")
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "split")
     assert all(torch.equal(a[k], b[k]) for k in a)

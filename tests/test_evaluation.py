@@ -73,3 +73,12 @@ def test_plot_without_matplotlib_says_how_to_get_it(tmp_path, monkeypatch, capsy
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
     grpo.plot_curves(str(tmp_path))
     assert "pip install matplotlib" in capsys.readouterr().out and not (tmp_path / "curves.png").exists()
+
+
+def test_eval_only_logs_the_step_a_checkpoint_was_saved_at(model_dir, tmp_path):
+    checkpoint = tmp_path / "out" / "checkpoint-7"
+    grpo.AutoModelForCausalLM.from_pretrained(model_dir).save_pretrained(checkpoint)
+    grpo.AutoTokenizer.from_pretrained(model_dir).save_pretrained(checkpoint)
+    grpo.main(["--model", str(checkpoint), "--eval-only", "--eval-data", rows_file(tmp_path, 1), "--eval-k", "1",
+               "--max-new-tokens", "2", "--out", str(tmp_path / "eval")])
+    assert json.loads(open(tmp_path / "eval" / "eval.jsonl").read())["step"] == 7

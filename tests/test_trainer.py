@@ -1,6 +1,7 @@
 """The training step and the command line: masking, split invariance, a 2-step run, errors for bad input."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -141,7 +142,7 @@ def test_missing_data_file_is_reported_by_the_cli(model_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--G", "1"], "--G must be at least 2"),
+    (["--G", "1"], "--G must be >= 2"),
     (["--G", "four"], "argument --G: invalid int value"),
     (["--lr=-1e-6"], "--lr must be > 0"),
     (["--temperature", "0"], "--temperature must be > 0"),
@@ -151,7 +152,7 @@ def test_missing_data_file_is_reported_by_the_cli(model_dir, tmp_path, capsys):
     (["--loss-agg", "mean"], "argument --loss-agg: invalid choice"),
     (["--lr", "nan"], "--lr must be > 0"),
     (["--beta", "nan"], "--beta must be >= 0"),
-    (["--epsilon", "1.5"], "--epsilon must be below 1"),
+    (["--epsilon", "1.5"], "--epsilon must be in [0, 1)"),
     (["--resume", "/nonexistent"], "--resume /nonexistent: no checkpoint there"),
     (["--scale-rewards", "std"], "argument --scale-rewards: invalid choice"),
     (["--kl-estimator", "k4"], "argument --kl-estimator: invalid choice"),
@@ -291,3 +292,94 @@ def test_overlong_penalty_enters_the_reward():
     cfg = Config(max_new_tokens=10, overlong_buffer=4)
     scores = grpo.score(["<think>a</think><answer>4</answer>"] * 4, rows, 4, cfg, torch.tensor([3, 6, 8, 10]))
     assert scores["reward"].tolist() == pytest.approx([2.0, 2.0, 1.5, 1.0])
+
+
+# ------------------------------------------------------------------------------------------ the run as users see it
+
+
+def test_settings_follow_one_rule_and_are_said_at_start():
+    shipped = grpo.parse_config([])  # the shipped model gets its preset, and the shipped task its test set
+    assert (shipped.G, shipped.lr, shipped.steps) == (8, 1e-4, 60) and shipped.eval_data.endswith("data/test.jsonl")
+    assert grpo.replace(grpo.parse_config(["--model", "data/model"]), model=shipped.model) == shipped
+    own_data = grpo.parse_config(["--data", "gsm8k.jsonl"])  # the shipped model's preset, but no arithmetic test set
+    assert own_data.lr == 1e-4 and own_data.eval_data is None
+    paper = grpo.parse_config(["--model", "Qwen/Qwen2.5-0.5B", "--data", "gsm8k.jsonl", "--G", "4"])
+    assert (paper.G, paper.lr, paper.steps, paper.eval_data, paper.eval_every) == (4, 3e-6, 100, None, 0)
+    assert grpo.parse_config(["--steps", "5"]).steps == 5  # the command line wins over the preset
+    said = grpo.settings(own_data)
+    assert "the shipped model's preset" in said and "--lr 0.0001" in said and "--data gsm8k.jsonl" in said
+    assert "--beta" not in said  # the paper's defaults go unsaid
+    assert "no preset" in grpo.settings(paper) and "--G 4" in grpo.settings(paper)
+
+
+def test_every_flag_has_help_with_its_default(capsys):
+    with pytest.raises(SystemExit):
+        grpo.parse_config(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for f in grpo.fields(Config):
+        assert len(f.metadata["help"]) > 20 and f.metadata["help"] + " (default: " in text, f.name
+    assert "--lr LR AdamW learning rate (R1-Zero: 3e-6) (default: 3e-06; shipped model: 0.0001)" in text
+
+
+def test_a_log_file_gets_its_settings_and_a_line_per_step(model_dir, tmp_path):
+    data = write_rows(tmp_path / "train.jsonl", ARITHMETIC)
+    with open(tmp_path / "log.txt", "w") as log:  # as under nohup or SLURM: no terminal, so no progress bar
+        subprocess.run([sys.executable, os.path.join(ROOT, "grpo.py")] + cli_args(model_dir, data, tmp_path / "out"),
+                       stdout=log, stderr=subprocess.STDOUT, check=True, cwd=tmp_path, timeout=120)
+    lines = (tmp_path / "log.txt").read_text().splitlines()
+    assert lines[0].startswith("settings (no preset; the rest are the paper's defaults") and "--mu 2" in lines[0]
+    steps = [line for line in lines if line.startswith("step ")]
+    assert [s.split()[1] for s in steps] == ["1/2", "2/2"]
+    assert all(re.fullmatch(r"step \d/2  reward \S+  accuracy \S+  length \S+  seconds \S+", s) for s in steps)
+
+
+def test_a_hub_id_that_fails_says_what_to_do(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+    monkeypatch.setattr(grpo.AutoTokenizer, "from_pretrained", offline)
+    data = write_rows(tmp_path / "train.jsonl", ARITHMETIC)
+    with pytest.raises(SystemExit, match="--model Qwen/Qwen2.5-0.5B: We couldn't connect.*A local directory works "
+                                         "too; with no network, HF_HUB_OFFLINE=1 fails at once"):
+        grpo.main(["--model", "Qwen/Qwen2.5-0.5B", "--data", data, "--out", str(tmp_path / "out")])
+
+
+def test_wandb_offline_gets_the_config_metrics_evaluations_and_samples(model_dir, tmp_path, monkeypatch):
+    import wandb
+    monkeypatch.setenv("WANDB_MODE", "offline")  # local files only: no account, no network
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    runs, logged, init, log = [], [], wandb.init, wandb.sdk.wandb_run.Run.log
+    monkeypatch.setattr(wandb, "init", lambda **kwargs: runs.append(kwargs) or init(**kwargs))
+    monkeypatch.setattr(wandb.sdk.wandb_run.Run, "log", lambda run, data, step=None: logged.append((step, data))
+                        or log(run, data, step=step))
+    data, out = write_rows(tmp_path / "train.jsonl", ARITHMETIC), tmp_path / "out"
+    grpo.main(cli_args(model_dir, data, out) + ["--wandb", "grpo-tests", "--eval-data", data, "--eval-k", "1",
+                                                "--samples-every", "2"])
+    assert runs[0]["project"] == "grpo-tests" and runs[0]["config"] == json.load(open(out / "grpo_config.json"))
+    for line in map(json.loads, open(out / "metrics.jsonl")):
+        step = line.pop("step")
+        assert any(s == step and line.items() <= d.items() for s, d in logged), step  # the same dict, each step
+    tables = [(s, d["samples"]) for s, d in logged if "samples" in d]
+    assert [s for s, _ in tables] == [2] and tables[0][1].get_column("completion")
+    samples = [json.loads(line) for line in open(out / "samples.jsonl")]
+    assert tables[0][1].get_column("completion") == [s["completion"] for s in samples]
+    assert list(out.glob("wandb/offline-run-*/files/media/table/samples_*.table.json"))  # written locally
+
+
+def test_your_own_reward_as_the_readme_shows_it(model_dir, tmp_path, monkeypatch):
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    example = readme.split("<!-- your own reward -->\n```python\n")[1].split("```")[0]
+    rows = [{"task": "reverse", "prompt": f"Write {w!r} backwards.", "word": w} for w in ("stressed", "drawer")]
+    monkeypatch.setattr(grpo, "main", lambda: None)  # the example's last line starts a run: not here
+    try:
+        exec(example, {"__name__": "__main__"})
+        rows = [to_row(r) for r in rows]
+        right, wrong = "<think>w</think><answer>desserts</answer>", "<think>w</think><answer>stressed</answer>"
+        scores = grpo.score([right, wrong, wrong, wrong], rows, 2, Config(), torch.tensor([9] * 4))
+        assert scores["accuracy"].tolist() == [1, 0, 0, 0]
+    finally:
+        grpo.ACCURACY.pop("reverse", None)  # the one registry: rewards.ACCURACY, imported by grpo
+    (tmp_path / "my_task.py").write_text(example)  # and the example as a script, end to end
+    data = write_rows(tmp_path / "reverse.jsonl", rows)
+    subprocess.run([sys.executable, "my_task.py"] + cli_args(model_dir, data, tmp_path / "out"), check=True,
+                   cwd=tmp_path, timeout=120, env=os.environ | {"PYTHONPATH": ROOT})
+    assert [json.loads(line)["step"] for line in open(tmp_path / "out" / "metrics.jsonl")] == [1, 2]
