@@ -16,15 +16,16 @@ data, the equations, the step, the loop, main.
 import argparse
 import copy
 import importlib.util
-import inspect
 import json
 import os
 import re
 import shutil
+import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 
 import torch
@@ -37,110 +38,108 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from rewards import (ACCURACY, FIELDS, accuracy_rewards, answer_key, extract_answer, format_reward,
-                     needs_math_verify, r1_zero_messages, r1_zero_prompt, to_row)
+                     needs_math_verify, r1_zero_prompt, to_row)
 from sample import left_pad, position_ids, sample
 
 # ----------------------------------------------------------------------------------------------------- config
 
 
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+
+
+def flag(default, help: str, valid: str | None = None):
+    """A Config field, which is also a command-line flag: its default, its help text, and the values it takes."""
+    return field(default=default, metadata={"help": help, "valid": valid})
+
+
 @dataclass
 class Config:
-    model: str = "data/model"  # Hugging Face id or local directory (without --model: the shipped one, see SHIPPED)
-    data: str = "data/train.jsonl"  # JSONL rows: math, GSM8K, MATH, code or countdown (data/README.md)
-    task: str = "auto"  # auto (each row by its fields), math, gsm8k, competition_math, code or countdown
-    math_verify: bool = True  # compare gold answers that are not one number with math-verify too, where installed
-    skip_bad_rows: bool = False  # leave out dataset rows that cannot be read (and say how many) instead of stopping
-    out: str = "out"  # metrics.jsonl and the final checkpoint go here
-    G: int = 16  # answers sampled per question (R1-Zero: 16)
-    prompts_per_step: int = 32  # questions per optimiser step, over all ranks (R1-Zero: 32)
-    max_new_tokens: int = 512  # completion budget per answer
-    template: str = "r1_zero"  # r1_zero: the paper's plain prompt; chat: the model's chat template (instruct models)
-    temperature: float = 1.0  # sampling temperature T, also used in every log-prob (R1-Zero: 1.0)
-    top_p: float = 1.0  # nucleus sampling; 1.0 samples from the full tempered distribution
-    beta: float = 0.001  # weight of the KL penalty (R1-Zero: 0.001); 0 loads no reference model
-    epsilon: float = 0.2  # clip range eps_low (PPO, DeepSeekMath)
-    epsilon_high: float | None = None  # upper clip range eps_high (DAPO's clip-higher); None means = epsilon
-    mu: int = 1  # optimiser steps per batch of samples (DeepSeekMath's mu)
-    lr: float = 3e-6  # AdamW learning rate (R1-Zero: 3e-6)
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0  # clip the global gradient norm to this
-    micro_batch: int = 8  # completions per forward/backward pass of the loss
-    logprob_micro_batch: int = 16  # completions per no-grad pass for pi_ref and pi_old log-probs
-    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, about 1/3 more compute
-    loss_agg: str = "grpo"  # grpo (paper), token_mean (DAPO), dr_grpo (Dr. GRPO)
-    scale_rewards: str = "group"  # divide A by the std of its group (paper), of the batch, or none (Dr. GRPO)
-    importance_sampling: str = "token"  # token: a ratio per token (paper); sequence: one per completion (GSPO)
-    kl_estimator: str = "k3"  # k3 (paper), k1 or k2: Schulman's estimators of KL(pi_theta || pi_ref)
-    dynamic_sampling: bool = False  # DAPO: leave groups whose rewards are all equal out of the update
-    overlong_buffer: int = 0  # DAPO's soft overlong penalty over the last N tokens of the budget; 0: none
-    accuracy_weight: float = 1.0  # r = w_acc * accuracy + w_fmt * format (R1-Zero sums the two)
-    format_weight: float = 1.0
-    steps: int = 100
-    seed: int = 0
-    eval_data: str | None = None  # held-out JSONL: evaluated before training, every --eval-every steps, and after
-    eval_every: int = 0  # 0: only before and after training
-    eval_k: int = 8  # samples per question for pass@1 (averaged over k) and cons@k (majority vote over k)
-    eval_temperature: float = 0.6  # the R1 paper's pass@1 uses T = 0.6 and top-p 0.95
-    eval_top_p: float = 0.95
-    eval_only: bool = False  # evaluate --model on --eval-data, then stop
-    samples_every: int = 10  # every N steps, append a few prompt/completion/reward triples to OUT/samples.jsonl
-    save_every: int = 100  # every N steps, write OUT/checkpoint-STEP (weights, optimiser, RNG states); 0: never
-    keep: int = 2  # how many of the latest checkpoints to keep
-    resume: str | None = None  # a checkpoint directory, or an OUT holding some (the latest is taken), to continue
+    """Every setting, one flag each (--prompts-per-step for prompts_per_step). The defaults are DeepSeek-R1-Zero's
+    where the paper states them; the shipped model has a preset of its own (PRESET)."""
+    model: str = flag(os.path.join(DATA, "model"), "Hugging Face id or local directory (default: the small model "
+                      "shipped in data/, which gets the preset below)")
+    data: str = flag(os.path.join(DATA, "train.jsonl"), "JSONL rows: math, GSM8K, MATH, code, countdown or your own "
+                     "task (data/README.md); default: the shipped arithmetic task")
+    task: str = flag("auto", "auto (each row by its fields), math, gsm8k, competition_math, code or countdown")
+    math_verify: bool = flag(True, "compare gold answers that are not one number with math-verify too, where installed")
+    skip_bad_rows: bool = flag(False, "leave out dataset rows that cannot be read (and say how many) instead of stopping")
+    out: str = flag("out", "metrics.jsonl, samples.jsonl, checkpoints and the final model go here")
+    G: int = flag(16, "answers sampled per question, at least 2: A is relative to the group (R1-Zero: 16)", ">= 2")
+    prompts_per_step: int = flag(32, "questions per optimiser step, over all ranks (R1-Zero: 32)", "> 0")
+    max_new_tokens: int = flag(512, "completion budget per answer, in tokens", "> 0")
+    temperature: float = flag(1.0, "sampling temperature T, also used in every log-prob (R1-Zero: 1.0)", "> 0")
+    top_p: float = flag(1.0, "nucleus sampling; 1.0 samples from the full tempered distribution", "in (0, 1]")
+    beta: float = flag(0.001, "weight of the KL penalty (R1-Zero: 0.001); 0 loads no reference model", ">= 0")
+    epsilon: float = flag(0.2, "clip range eps_low: rho is clipped to [1 - eps, ...] (PPO, DeepSeekMath)", "in [0, 1)")
+    epsilon_high: float | None = flag(None, "upper clip range eps_high (DAPO's clip-higher); default: = epsilon", ">= 0")
+    mu: int = flag(1, "optimiser steps per batch of samples (DeepSeekMath's mu)", "> 0")
+    lr: float = flag(3e-6, "AdamW learning rate (R1-Zero: 3e-6)", "> 0")
+    weight_decay: float = flag(0.0, "AdamW's decoupled weight decay", ">= 0")
+    max_grad_norm: float = flag(1.0, "clip the global gradient norm to this", "> 0")
+    micro_batch: int = flag(8, "completions per forward/backward pass of the loss", "> 0")
+    logprob_micro_batch: int = flag(16, "completions per no-grad pass for pi_ref and pi_old log-probs", "> 0")
+    gradient_checkpointing: bool = flag(False, "recompute activations in backward: less memory, 1/3 more compute")
+    loss_agg: str = flag("grpo", "grpo (paper), token_mean (DAPO), dr_grpo (Dr. GRPO)")
+    scale_rewards: str = flag("group", "divide A by the std of its group (paper), of the batch, or none (Dr. GRPO)")
+    importance_sampling: str = flag("token", "token: a ratio per token (paper); sequence: one per completion (GSPO)")
+    kl_estimator: str = flag("k3", "k3 (paper), k1 or k2: Schulman's estimators of KL(pi_theta || pi_ref)")
+    dynamic_sampling: bool = flag(False, "DAPO: leave groups whose rewards are all equal out of the update")
+    overlong_buffer: int = flag(0, "DAPO's soft overlong penalty over the last N tokens of the budget; 0: none", ">= 0")
+    accuracy_weight: float = flag(1.0, "w_acc in r = w_acc * accuracy + w_fmt * format (R1-Zero: 1)", ">= 0")
+    format_weight: float = flag(1.0, "w_fmt in r = w_acc * accuracy + w_fmt * format (R1-Zero: 1)", ">= 0")
+    steps: int = flag(100, "optimiser steps (each on --prompts-per-step questions x G answers) to train for", "> 0")
+    seed: int = flag(0, "seeds the data order and every rank's sampling; the same seed repeats a run")
+    eval_data: str | None = flag(None, "held-out JSONL: evaluated before training, every --eval-every steps and after "
+                                 "(default: the shipped task's test set when --data is the shipped task)")
+    eval_every: int = flag(0, "evaluate every N steps; 0: only before and after training", ">= 0")
+    eval_k: int = flag(8, "samples per question for pass@1 (averaged over k) and cons@k (majority vote)", "> 0")
+    eval_temperature: float = flag(0.6, "the R1 paper's pass@1 uses T = 0.6 and top-p 0.95", "> 0")
+    eval_top_p: float = flag(0.95, "top-p of the evaluation's samples (R1: 0.95)", "in (0, 1]")
+    eval_only: bool = flag(False, "evaluate --model on --eval-data, append a line to OUT/eval.jsonl, then stop")
+    samples_every: int = flag(10, "every N steps, append a few prompt/completion/reward rows to OUT/samples.jsonl",
+                              ">= 0")
+    save_every: int = flag(100, "every N steps, write OUT/checkpoint-STEP (weights, optimiser, RNG); 0: never (a "
+                           "SIGTERM or Ctrl-C still writes one)", ">= 0")
+    keep: int = flag(2, "how many of the latest checkpoints to keep", "> 0")
+    resume: str | None = flag(None, "a checkpoint directory, or an OUT holding some (the latest is taken), to continue")
+    wandb: str | None = flag(None, "log to this Weights & Biases project as well (pip install wandb)")
 
 
-# With no --model, `python grpo.py` trains the small model shipped in data/ on its arithmetic task, in minutes on
-# a laptop CPU; these settings suit that model (a 1M-parameter model wants a far larger step than 3e-6), and
-# any flag given on the command line still wins.
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-SHIPPED = dict(model=os.path.join(DATA, "model"), data=os.path.join(DATA, "train.jsonl"),
-               eval_data=os.path.join(DATA, "test.jsonl"), G=8, prompts_per_step=8, max_new_tokens=64, lr=1e-4,
-               steps=60, eval_every=10, samples_every=10)
-
-
-POSITIVE = ("G", "prompts_per_step", "max_new_tokens", "temperature", "mu", "lr", "max_grad_norm", "micro_batch",
-            "logprob_micro_batch", "steps", "eval_k", "eval_temperature", "keep")
-NON_NEGATIVE = ("beta", "epsilon", "epsilon_high", "weight_decay", "accuracy_weight", "format_weight", "eval_every",
-                "overlong_buffer", "samples_every", "save_every")
+# The shipped model is a 1M-parameter model: it wants a far larger step than 3e-6, and trains in minutes on a laptop
+# CPU with these. They apply whenever --model is the shipped model; any flag given on the command line still wins.
+PRESET = dict(G=8, prompts_per_step=8, max_new_tokens=64, lr=1e-4, steps=60, eval_every=10)
+VALID = {"> 0": lambda v: v > 0, ">= 0": lambda v: v >= 0, ">= 2": lambda v: v >= 2, "in (0, 1]": lambda v: 0 < v <= 1,
+         "in [0, 1)": lambda v: 0 <= v < 1}  # NaN is in no range
 
 
 def parse_config(argv=None) -> Config:
-    """Config from the command line: one flag per field, with the field's default; bad values name their flag."""
-    shipped = ", ".join(f"--{k.replace('_', '-')} {os.path.relpath(v) if k in ('model', 'data', 'eval_data') else v}"
-                        for k, v in SHIPPED.items())
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                     epilog=f"Without --model, the shipped model's settings replace these defaults: "
-                                            f"{shipped}.")
+    """Config from the command line: one flag per field; bad values name their flag."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog="Defaults marked 'shipped model' "
+                                     "replace the paper's when --model is the shipped model (the default).")
     choices = {"loss_agg": LOSS_AGG, "task": ("auto", *FIELDS), "scale_rewards": ("group", "batch", "none"),
-               "template": ("r1_zero", "chat"),
                "importance_sampling": ("token", "sequence"), "kl_estimator": tuple(KL_ESTIMATORS)}
-    comments = dict(re.findall(r"^    (\w+):[^#\n]*#\s*(.+)$", inspect.getsource(Config), re.M))  # the help texts
     for f in fields(Config):
         kind = {bool: dict(action=argparse.BooleanOptionalAction), float | None: dict(type=float),
                 str | None: dict(type=str)}.get(f.type, dict(type=f.type))
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=f.default, **kind,
-                            help=comments.get(f.name, "").replace("%", "%%"),
-                            **({"choices": choices[f.name]} if f.name in choices else {}))
-    argv = sys.argv[1:] if argv is None else argv
-    if not any(a == "--model" or a.startswith("--model=") or a in ("-h", "--help") for a in argv):
-        parser.set_defaults(**SHIPPED)
-    cfg = Config(**vars(parser.parse_args(argv)))
-    for name in POSITIVE + NON_NEGATIVE:
-        value = getattr(cfg, name)
-        if value is not None and not (value > 0 if name in POSITIVE else value >= 0):  # NaN fails too
-            parser.error(f"--{name.replace('_', '-')} must be {'> 0' if name in POSITIVE else '>= 0'}, got {value}")
-    if not cfg.epsilon < 1:
-        parser.error(f"--epsilon must be below 1 (the ratio is clipped to [1 - eps, 1 + eps]), got {cfg.epsilon}")
+        default = f" (default: {f.default}" + (f"; shipped model: {PRESET[f.name]})" if f.name in PRESET else ")")
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=argparse.SUPPRESS, **kind,
+                            help=(f.metadata["help"] + default).replace("%", "%%"), choices=choices.get(f.name))
+    given = vars(parser.parse_args(argv))
+    cfg = Config(**given)
+    if same_file(cfg.model, Config.model):  # the shipped model gets its preset
+        cfg = replace(cfg, **{k: v for k, v in PRESET.items() if k not in given})
+    if same_file(cfg.data, Config.data) and "eval_data" not in given:  # the shipped task comes with its test set
+        cfg.eval_data = os.path.join(DATA, "test.jsonl")
+    for f in fields(Config):
+        valid, value = f.metadata["valid"], getattr(cfg, f.name)
+        if valid and value is not None and not VALID[valid](value):
+            parser.error(f"--{f.name.replace('_', '-')} must be {valid}, got {value}")
     if cfg.overlong_buffer > cfg.max_new_tokens:
         parser.error(f"--overlong-buffer ({cfg.overlong_buffer}) must not exceed --max-new-tokens ({cfg.max_new_tokens})")
-    if cfg.G < 2:
-        parser.error(f"--G must be at least 2 (advantages are relative to the group), got {cfg.G}")
-    for name in ("top_p", "eval_top_p"):
-        if not 0 < getattr(cfg, name) <= 1:
-            parser.error(f"--{name.replace('_', '-')} must be in (0, 1], got {getattr(cfg, name)}")
     if cfg.eval_only and not cfg.eval_data:
         parser.error("--eval-only needs --eval-data")
+    if cfg.wandb and importlib.util.find_spec("wandb") is None:
+        parser.error("--wandb needs the wandb package: pip install wandb")
     if cfg.resume:
         found = [cfg.resume] if os.path.isfile(os.path.join(cfg.resume, STATE)) else checkpoints(cfg.resume)
         if not found:
@@ -150,6 +149,18 @@ def parse_config(argv=None) -> Config:
     if cfg.prompts_per_step % world:
         parser.error(f"--prompts-per-step ({cfg.prompts_per_step}) must be a multiple of the {world} ranks")
     return cfg
+
+
+def same_file(a: str, b: str) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def settings(cfg: Config) -> str:
+    """The settings in effect, said at start: the preset, if any, and every value that is not the paper's default."""
+    preset = "the shipped model's preset" if same_file(cfg.model, Config.model) else "no preset"
+    changed = [f"--{f.name.replace('_', '-')} {os.path.relpath(v) if str(v).startswith(DATA) else v}"
+               for f in fields(Config) if (v := getattr(cfg, f.name)) != f.default or f.name in ("model", "data")]
+    return f"settings ({preset}; the rest are the paper's defaults, see --help): " + " ".join(changed)
 
 
 # ------------------------------------------------------------------------------------------------------- data
@@ -379,34 +390,19 @@ def accuracy_functions(cfg: Config) -> dict:
     return ACCURACY if cfg.math_verify else dict(ACCURACY, math=partial(ACCURACY["math"], math_verify=False))
 
 
-def prompt_ids(tokenizer, question: str, template: str) -> list[int]:
-    """The question's token ids in the R1-Zero template, or in the tokenizer's chat template with R1-Zero's
-    instruction as the system message and the assistant's turn opened. The chat text holds its own special tokens
-    (a BOS where the template writes one), so the tokenizer adds none to it."""
-    if template == "r1_zero":
-        return tokenizer(r1_zero_prompt(question))["input_ids"]
-    text = tokenizer.apply_chat_template(r1_zero_messages(question), tokenize=False, add_generation_prompt=True)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def completion_texts(tokenizer, s) -> list[str]:
-    """Each completion's text: every token drawn but the EOS that ended it. Special tokens are kept: a tokenizer may
-    register <think>, <answer>... as special tokens, and skipping them would zero every format reward."""
-    return tokenizer.batch_decode([t[:n - e] for t, n, e in zip(s.tokens.tolist(), s.lengths.tolist(),
-                                                                s.ended.tolist())], skip_special_tokens=False)
-
-
-def complete(model, tokenizer, rows, G: int, T: float, top_p: float, max_new_tokens: int, generator, template: str):
-    """G completions per question in the prompt template: the tokenized prompts, the Samples and the texts."""
-    prompts = [prompt_ids(tokenizer, r["prompt"], template) for r in rows]
+def complete(model, tokenizer, rows, G: int, T: float, top_p: float, max_new_tokens: int, generator):
+    """G completions per question in the R1-Zero template: the tokenized prompts, the Samples and the texts."""
+    prompts = [tokenizer(r1_zero_prompt(r["prompt"]))["input_ids"] for r in rows]
     s = sample(model, prompts, G, max_new_tokens, T, top_p, eos_ids(tokenizer, model), pad_id(tokenizer), generator)
-    return prompts, s, completion_texts(tokenizer, s)
+    texts = tokenizer.batch_decode([t[:n] for t, n in zip(s.tokens.tolist(), s.lengths.tolist())],
+                                   skip_special_tokens=True)
+    return prompts, s, texts
 
 
 def rollout(sampler, tokenizer, rows, cfg: Config, generator, device):
     """Sample G answers per question from pi_old and lay them out as a Batch (advantages are filled in later)."""
     prompts, s, texts = complete(sampler, tokenizer, rows, cfg.G, cfg.temperature, cfg.top_p, cfg.max_new_tokens,
-                                 generator, cfg.template)
+                                 generator)
     prompt_ids, prompt_mask = left_pad(prompts, pad_id(tokenizer), device)
     mask = (torch.arange(s.tokens.shape[1], device=device) < s.lengths[:, None]).long()
     ids = torch.cat([prompt_ids.repeat_interleave(cfg.G, 0), s.tokens], 1)
@@ -455,17 +451,6 @@ def policy_update(model, opt, batch: Batch, cfg: Config, world: int) -> dict[str
             "grad_norm": grad_norm.item()}
 
 
-def zero_gradient_step(opt) -> dict[str, float]:
-    """policy_update's step when the gradient is exactly 0, without its passes. AdamW still steps: its momentum and
-    weight decay move the weights and its step count advances, as they would after the passes, so skipping them
-    changes nothing but the time taken."""
-    for group in opt.param_groups:
-        for p in group["params"]:
-            p.grad = torch.zeros_like(p)
-    opt.step()
-    return {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0}
-
-
 def clipped_tokens(logp, old_logp, A, mask, eps_low: float, eps_high: float, importance_sampling: str):
     """Where the clip is the active side of the min: rho < 1 - eps_low with A < 0, or rho > 1 + eps_high with A > 0."""
     log_rho = sequence_mean(logp - old_logp, mask) if importance_sampling == "sequence" else logp - old_logp
@@ -512,22 +497,19 @@ def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator,
     if cfg.dynamic_sampling:  # DAPO: no signal, so out of the update and out of its normaliser
         batch.mask = batch.mask * ~flat.to(device).repeat_interleave(cfg.G)[:, None]
     t1 = time.perf_counter()
-    # No signal, no work: when every A is 0 on every rank (decided together, or DDP would wait for a rank that
-    # skipped) and there is no KL term (or dynamic sampling left no group), the gradient is exactly 0.
-    idle = global_sum(batch.A != 0, world) == 0 and (cfg.beta == 0 or cfg.dynamic_sampling)
-    if ref is not None and not idle:
+    if ref is not None:
         batch.ref_logp = batch_logprobs(ref, batch, cfg)
-    if cfg.mu > 1 and not idle:  # recomputed by the trainer, not taken from the sampler, so rho = 1 exactly at first
+    if cfg.mu > 1:  # recomputed by the trainer, not taken from the sampler, so rho = 1 exactly at the first pass
         batch.old_logp = batch_logprobs(model, batch, cfg)
     for _ in range(cfg.mu):
-        update = zero_gradient_step(opt) if idle else policy_update(model, opt, batch, cfg, world)
+        update = policy_update(model, opt, batch, cfg, world)
     lengths = s.lengths.float()
     metrics = {"reward": r["reward"].mean().item(), "reward_std": batch_std(r["reward"], world).item(),
                "accuracy": r["accuracy"].mean().item(), "format": r["format"].mean().item(),
                "length_mean": lengths.mean().item(), "length_max": lengths.max().item(),
                "truncated": (~s.ended).float().mean().item(),
                "groups_all_equal": flat.float().mean().item(),
-               "groups_dropped": global_sum(flat, world) if cfg.dynamic_sampling else 0, "skipped": float(idle),
+               "groups_dropped": global_sum(flat, world) if cfg.dynamic_sampling else 0,
                "recheck": sum(bool(RECHECK.search(t)) for t in texts) / len(texts)}
     metrics = reduce_over_ranks(metrics, world) | update
     metrics |= {"lr": opt.param_groups[0]["lr"], "time_sample": t1 - t0, "time_train": time.perf_counter() - t1}
@@ -558,9 +540,9 @@ def evaluate(model, tokenizer, rows, cfg: Config, rank: int, world: int, chunk: 
     mine = rows[rank::world]
     for i in range(0, len(mine), chunk):
         part = mine[i:i + chunk]
-        _, _, greedy = complete(model, tokenizer, part, 1, 0.0, 1.0, cfg.max_new_tokens, None, cfg.template)
+        _, _, greedy = complete(model, tokenizer, part, 1, 0.0, 1.0, cfg.max_new_tokens, None)
         _, s, sampled = complete(model, tokenizer, part, k, cfg.eval_temperature, cfg.eval_top_p,
-                                 cfg.max_new_tokens, generator, cfg.template)
+                                 cfg.max_new_tokens, generator)
         greedy_acc = accuracy_rewards(greedy, part, rewards)
         sampled_acc = accuracy_rewards(sampled, [row for row in part for _ in range(k)], rewards)
         for j in range(len(part)):
@@ -650,7 +632,9 @@ def pretrained(cls, path: str, flag: str, **kwargs):
     try:
         return cls.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as e:
-        raise SystemExit(f"grpo.py: error: {flag} {path}: {e}") from None
+        hint = "" if os.path.isdir(path) else (" A local directory works too; with no network, HF_HUB_OFFLINE=1 "
+                                               "fails at once instead of retrying.")
+        raise SystemExit(f"grpo.py: error: {flag} {path}: {e}{hint}") from None
 
 
 def enable_gradient_checkpointing(model) -> None:
@@ -782,14 +766,14 @@ def train(cfg: Config) -> None:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     torch.manual_seed(cfg.seed)
+    if rank == 0:
+        print(settings(cfg))
     rows = None if cfg.eval_only else read_data(cfg.data, cfg, rank)
     eval_rows = read_data(cfg.eval_data, cfg, rank) if cfg.eval_data else None
     if rank == 0 and rows is not None and cfg.prompts_per_step > len(rows):
         print(f"note: --prompts-per-step {cfg.prompts_per_step} is more than the {len(rows)} rows of {cfg.data}: "
               f"each step repeats questions")
     tokenizer = pretrained(AutoTokenizer, cfg.model, "--model")
-    if cfg.template == "chat" and not tokenizer.chat_template:
-        raise SystemExit(f"grpo.py: error: --template chat: {cfg.model} has no chat template; use --template r1_zero")
     policy, sampler, ref = load_models(cfg, device)
     os.makedirs(cfg.out, exist_ok=True)
     metrics_file = os.path.join(cfg.out, "eval.jsonl" if cfg.eval_only else "metrics.jsonl")  # eval-only appends
@@ -797,6 +781,7 @@ def train(cfg: Config) -> None:
         keep_previous_logs(cfg.out)
         with open(os.path.join(cfg.out, "grpo_config.json"), "w") as f:
             json.dump(asdict(cfg), f, indent=1)
+    tracker = start_wandb(cfg) if cfg.wandb and rank == 0 else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     def run_eval(step: int) -> dict:
@@ -808,11 +793,13 @@ def train(cfg: Config) -> None:
         if rank == 0:
             append_jsonl(metrics_file, [{"step": step} | ({"model": cfg.model} if cfg.eval_only else {}) | result])
             tqdm.write(f"eval @ step {step}: " + "  ".join(f"{k[5:]} {v:.3f}" for k, v in result.items()))
+            if tracker:
+                tracker.log(result, step=step)
         return result
 
     if cfg.eval_only:
-        run_eval(0)
-        return leave_process_group(ddp)
+        run_eval(trained_steps(cfg.model))
+        return finish(tracker, ddp)
     model = DDP(policy, device_ids=[device.index] if device.type == "cuda" else None) if ddp else policy
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda")
@@ -825,36 +812,116 @@ def train(cfg: Config) -> None:
     start, after = time.perf_counter(), None
     bar = tqdm(range(done + 1, cfg.steps + 1), desc="grpo", initial=done, total=cfg.steps,
                disable=None if rank == 0 else True)  # None: no bar when the output is a file, not a terminal
-    for step in bar:
-        step_rows = rows_for_step(rows, step - 1, cfg.prompts_per_step, cfg.seed, rank, world)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        with autocast:
-            metrics, examples = grpo_step(model, ref, sampler, tokenizer, opt, step_rows, cfg, generator, world)
-        if device.type == "cuda":
-            metrics["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30  # rank 0's
-        if rank == 0:
-            bar.set_postfix(reward=f"{metrics['reward']:.3f}", acc=f"{metrics['accuracy']:.3f}")
-            append_jsonl(metrics_file, [{"step": step} | metrics])
-            if cfg.samples_every and step % cfg.samples_every == 0:
-                append_jsonl(os.path.join(cfg.out, "samples.jsonl"), [{"step": step} | e for e in examples])
-        if eval_rows and (step == cfg.steps or cfg.eval_every and step % cfg.eval_every == 0):
-            after = run_eval(step)
-        if cfg.save_every and step % cfg.save_every == 0:  # last, so a resumed run repeats nothing of this step
-            states = generator_states(generator, world)
+    with StopSignals() as stop:
+        for step in bar:
+            step_rows = rows_for_step(rows, step - 1, cfg.prompts_per_step, cfg.seed, rank, world)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            with autocast:
+                metrics, examples = grpo_step(model, ref, sampler, tokenizer, opt, step_rows, cfg, generator, world)
+            if device.type == "cuda":
+                metrics["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30  # rank 0's
             if rank == 0:
-                save_checkpoint(cfg, step, policy, tokenizer, opt, states)
+                log_step(step, metrics, examples, cfg, bar, tracker)
+            signalled = stop.on_any_rank(world)
+            if eval_rows and not signalled and (step == cfg.steps or cfg.eval_every and step % cfg.eval_every == 0):
+                after = run_eval(step)
+            if cfg.save_every and step % cfg.save_every == 0 or signalled:  # last: a resumed run repeats nothing
+                states = generator_states(generator, world)
+                if rank == 0:
+                    save_checkpoint(cfg, step, policy, tokenizer, opt, states)
+            if signalled:
+                if rank == 0:
+                    print(f"stopped by {signal.Signals(signalled).name} after step {step}, saved in "
+                          f"{os.path.join(cfg.out, f'checkpoint-{step}')}; --resume {cfg.out} continues the run")
+                finish(tracker, ddp)
+                raise SystemExit(128 + signalled)
     if rank == 0:
         policy.save_pretrained(cfg.out)  # safetensors, loadable with AutoModelForCausalLM.from_pretrained(out)
         tokenizer.save_pretrained(cfg.out)
         if before and after:
             print_before_after(before, after, cfg.steps - done, time.perf_counter() - start)
         plot_curves(cfg.out)
+    finish(tracker, ddp)
+
+
+def log_step(step: int, metrics: dict, examples: list[dict], cfg: Config, bar, tracker) -> None:
+    """Rank 0's record of a step: OUT/metrics.jsonl, the samples every --samples-every steps, W&B with --wandb,
+    and the progress bar on a terminal or, where there is none (a log file), one plain line."""
+    append_jsonl(os.path.join(cfg.out, "metrics.jsonl"), [{"step": step} | metrics])
+    samples = cfg.samples_every and step % cfg.samples_every == 0
+    if samples:
+        append_jsonl(os.path.join(cfg.out, "samples.jsonl"), [{"step": step} | e for e in examples])
+    if tracker:
+        tracker.log(metrics | ({"samples": samples_table(examples)} if samples else {}), step=step)
+    bar.set_postfix(reward=f"{metrics['reward']:.3f}", acc=f"{metrics['accuracy']:.3f}")
+    if bar.disable:
+        print(f"step {step}/{cfg.steps}  reward {metrics['reward']:.3f}  accuracy {metrics['accuracy']:.3f}  "
+              f"length {metrics['length_mean']:.1f}  seconds {metrics['time_sample'] + metrics['time_train']:.1f}")
+
+
+def start_wandb(cfg: Config):
+    """--wandb PROJECT: a Weights & Biases run (pip install wandb), named after OUT, holding the config."""
+    import wandb
+    return wandb.init(project=cfg.wandb, name=os.path.basename(os.path.abspath(cfg.out)), config=asdict(cfg),
+                      dir=cfg.out)
+
+
+def samples_table(examples: list[dict]):
+    """The step's sample rows as a W&B table: text columns, and the reward as a number."""
+    import wandb
+    columns = list(dict.fromkeys(key for e in examples for key in e))
+    return wandb.Table(columns=columns, data=[[e.get(c) if c == "reward" else str(e.get(c, "")) for c in columns]
+                                              for e in examples])
+
+
+def finish(tracker, ddp: bool) -> None:
+    if tracker:
+        tracker.finish()
     leave_process_group(ddp)
+
+
+class StopSignals:
+    """SIGTERM (what SLURM and Kubernetes send before they kill a job) and SIGINT (Ctrl-C) let the step in progress
+    finish; the loop then saves a checkpoint and stops. A second signal does what it did before: stops at once."""
+
+    def __enter__(self):
+        self.received = 0
+        main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
+        self.previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT) if main}
+        for s in self.previous:
+            signal.signal(s, self.note)
+        return self
+
+    def note(self, signum, frame) -> None:
+        self.received = signum
+        self.__exit__()
+
+    def __exit__(self, *exception) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+    def on_any_rank(self, world: int) -> int:
+        """The signal any rank received (0: none), the same on every rank, so that all stop after the same step."""
+        received = torch.tensor(self.received)
+        if world > 1:
+            dist.all_reduce(received, op=dist.ReduceOp.MAX)
+        return int(received)
+
+
+def trained_steps(path: str) -> int:
+    """The step a model directory was saved at: a checkpoint-STEP's, or a finished run's OUT; 0 for other models."""
+    checkpoint = re.fullmatch(r"checkpoint-(\d+)", os.path.basename(os.path.normpath(path)))
+    if checkpoint:
+        return int(checkpoint[1])
+    config = os.path.join(path, "grpo_config.json")
+    return json.load(open(config))["steps"] if os.path.isfile(config) else 0
 
 
 def main(argv=None) -> None:
     cfg = parse_config(argv)
+    if not sys.stdout.isatty() and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # a log file gets each line as it is printed
     if not sys.stderr.isatty():  # transformers' loading and saving bars would fill a log file with their redraws
         hf_logging.disable_progress_bar()
     try:
