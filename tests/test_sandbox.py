@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from rewards import VALUE_BYTES, accuracy_rewards, code_reward, extract_program, parse_test
+from rewards import accuracy_rewards, code_reward, extract_program, parse_test
+from sandbox import VALUE_BYTES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 2.0
@@ -226,7 +227,7 @@ def test_a_hostile_report_is_read_quickly():
 
 def test_reading_a_report_prints_no_warnings():
     """pytest resets warning filters inside tests, so this runs where the trainer would: in a process of its own."""
-    code = "import rewards\nassert rewards.literal('[0x1for]') is rewards.NOT_RUN\nassert rewards.literal(r'\"\\d\"') == '\\\\d'"
+    code = "import sandbox\nassert sandbox.literal('[0x1for]') is sandbox.NOT_RUN\nassert sandbox.literal(r'\"\\d\"') == '\\\\d'"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0 and done.stderr == ""
 
