@@ -1,6 +1,7 @@
 """The code reward and its sandbox: right programs pass, and hostile ones score 0 (or their honest partial score),
 end within the timeout plus a small bound, and leave this test process as it was."""
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -152,7 +153,7 @@ def test_printing_or_writing_what_success_looks_like_passes_nothing():
     assert run(forged + "\ndef add(a, b):\n    return 0\nimport os\nos._exit(0)\n") == 0.0
     # The report is a file in the temp dir, so the program can write it; but it holds values, not verdicts, and the
     # expected values never reach the child: a forged report must guess them.
-    report = "open('report.jsonl', 'w').write(''.join(f'[{i}, \"True\"]\\n' for i in range(3)))\nimport os\nos._exit(0)\n"
+    report = "open('report', 'w').write('[]\\n' + 'True\\n' * 3)\nimport os\nos._exit(0)\n"
     assert run("def add(a, b):\n    return 0\n" + report) == 0.0
 
 
@@ -221,13 +222,14 @@ def test_nothing_outlives_the_child():
 def test_a_hostile_report_is_read_quickly():
     colliding = "{" + ", ".join(str((2**61 - 1) * i) for i in range(1, 40000)) + "}"  # every hash is 0
     for value in [colliding, "{" + colliding[1:3000] + "}", "[" + "0," * 500_000 + "]", "(" * 100_000]:
-        report = f"import json, os\nopen('report.jsonl', 'w').write(json.dumps([0, {value!r}]))\nos._exit(0)\n"
+        report = f"import os\nopen('report', 'w').write('[]\\n' + {value!r} + '\\n')\nos._exit(0)\n"
         assert run("def add(a, b):\n    return None\n" + report) == 0.0
 
 
 def test_reading_a_report_prints_no_warnings():
     """pytest resets warning filters inside tests, so this runs where the trainer would: in a process of its own."""
-    code = "import sandbox\nassert sandbox.literal('[0x1for]') is sandbox.NOT_RUN\nassert sandbox.literal(r'\"\\d\"') == '\\\\d'"
+    code = ("import sandbox\nassert sandbox.literal(b'[0x1for]') is sandbox.NOT_RUN\n"
+            "assert sandbox.literal(rb'\"\\d\"') == '\\\\d'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0 and done.stderr == ""
 
@@ -257,7 +259,7 @@ def syscall(number: int, *args) -> str:
     ("ioctl FS_IOC_GETFLAGS, as a stand-in for SETFLAGS", "fcntl.ioctl(os.open(os.__file__, os.O_RDONLY), 0x80086601, b'\\0' * 8)"),
     ("a lease that would stall other processes opening the file", "fcntl.fcntl(os.open(os.__file__, os.O_RDONLY), 1024, fcntl.F_RDLCK)"),
     ("flock", "fcntl.flock(os.open(os.__file__, os.O_RDONLY), fcntl.LOCK_EX)"),
-    ("fallocate past RLIMIT_FSIZE", "fd = os.open('report.jsonl', os.O_WRONLY)\n" + syscall(285, "fd", 1, 0, 20 << 30)),
+    ("fallocate past RLIMIT_FSIZE", "fd = os.open('report', os.O_WRONLY)\n" + syscall(285, "fd", 1, 0, 20 << 30)),
     ("getxattr", "os.getxattr(VICTIM, 'user.x')"),
     ("inotify", syscall(294, 0)),
     ("shmctl on a segment that exists", syscall(31, "SEGMENT", 0, 0)),  # IPC_RMID
@@ -276,14 +278,28 @@ def test_calls_a_file_owner_could_make_fail(name, call, tmp_path):
     assert os.stat(victim).st_mode & 0o7777 == 0o4755
 
 
+@pytest.mark.parametrize("name, call", [
+    ("memfd_create", "os.memfd_create('x')"),
+    ("memfd_secret", syscall(447, 0)),
+    ("an unnamed file in the temp dir (O_TMPFILE)", "os.open('.', os.O_TMPFILE | os.O_RDWR)"),
+    ("openat2, whose flags seccomp cannot see", syscall(437, -100, "b'.'", 0, 0)),
+    ("perf_event_open", syscall(298, 0, 0, -1, -1, 0)),
+    ("userfaultfd (user-mode faults only: allowed to anyone)", syscall(323, 1)),
+    ("io_setup", "ctx = ctypes.c_ulong()\n" + syscall(206, 1, "ctypes.byref(ctx)")),
+    ("sync, which would flush every disk of the machine", syscall(162)),
+])
+def test_calls_that_hold_memory_or_disk_or_reach_the_kernel_fail(name, call):
+    assert run(probe(call), ["assert attempt() == 1"]) == 1.0, name  # EPERM
+
+
 def test_the_probe_can_see_a_call_that_works():
     assert run(probe("os.getpid()"), ["assert attempt() == 0"]) == 1.0
 
 
 def test_a_report_of_many_slow_lines_costs_little():
     colliding = "{" + ", ".join(f"{-1000003 * b}+{b}j" for b in range(1, 3000)) + "}"[:VALUE_BYTES]
-    report = ("import json, os\nline = json.dumps([0, " + repr(colliding[:VALUE_BYTES - 1] + "}") + "]) + '\\n'\n"
-              "open('report.jsonl', 'w').write(line * 30)\nos._exit(0)\n")
+    report = ("import os\nline = " + repr(colliding[:VALUE_BYTES - 1] + "}") + " + '\\n'\n"
+              "open('report', 'w').write('[]\\n' + line * 30)\nos._exit(0)\n")
     assert run("def add(a, b):\n    return None\n" + report) == 0.0
 
 
@@ -300,3 +316,177 @@ def test_a_trainer_with_many_open_files_still_scores():
         for fd in fds:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+# ------------------------------------------------------------------ memory and disk the rlimits do not count
+HOLD = ("import ctypes, os, time\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.mmap.restype = ctypes.c_void_p\n"
+        "libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t] + [ctypes.c_int] * 3 + [ctypes.c_long]\n"
+        "for _ in range(1024):  # 1 MiB a file, each held by a one-page mapping after its descriptor is closed\n"
+        "    try:\n        fd = OPEN\n        assert fd >= 0\n        os.write(fd, b'x' * (1 << 20))\n"
+        "    except (OSError, AssertionError):\n        break\n    libc.mmap(None, 4096, 1, 1, fd, 0)\n"
+        "    os.close(fd)\ntime.sleep(60)  # holding it all until killed\n")
+
+
+def peak_growth(work, measure) -> tuple:
+    """work()'s result, and the largest growth of measure() seen (every 20 ms) while it ran in a thread."""
+    import threading
+    before, peak, result = measure(), [0], []
+    thread = threading.Thread(target=lambda: result.append(work()))
+    thread.start()
+    while thread.is_alive():
+        peak[0] = max(peak[0], measure() - before)
+        time.sleep(0.02)
+    thread.join()
+    return result[0], peak[0]
+
+
+def shared_memory_mib() -> int:
+    """The RAM held in memory files and tmpfs, system-wide (/proc/meminfo's Shmem)."""
+    return next(int(line.split()[1]) >> 10 for line in open("/proc/meminfo") if line.startswith("Shmem:"))
+
+
+@pytest.mark.parametrize("open_call", ["libc.memfd_create(b'x', 0)", "os.memfd_create('x')"])
+def test_memory_files_cannot_hold_ram_past_the_memory_limit(open_call):
+    program = HOLD.replace("OPEN", open_call) + ADD
+    score, held = peak_growth(lambda: code_reward(answer(program), ADD_TESTS, timeout=3, memory_mb=128),
+                              shared_memory_mib)
+    assert score == 0.0 and held < 64, f"the child held {held} MiB of RAM beyond RLIMIT_AS (128 MiB)"
+
+
+SCENARIO = """
+import json, os, subprocess, sys, tempfile, threading, time
+from rewards import accuracy_rewards, code_reward
+disk, (hostile_program, honest_program, TESTS) = sys.argv[1], json.loads(sys.argv[2])
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", disk], check=True)  # a small disk of our own
+tempfile.tempdir = disk
+used = lambda: (lambda s: (s.f_blocks - s.f_bfree) * s.f_frsize >> 20)(os.statvfs(disk))
+def score(completion):
+    try:
+        return code_reward(completion, TESTS, timeout=4)
+    except Exception as e:
+        return repr(e)
+result, peak = {}, 0
+hostile = threading.Thread(target=lambda: result.update(hostile=score(hostile_program)))
+hostile.start()
+start = time.time()
+while time.time() - start < 1.5:  # the hostile program fills what it can, then waits for its timeout
+    peak = max(peak, used())
+    time.sleep(0.02)
+result["sibling"] = score(honest_program)  # an honest program beside it
+hostile.join()
+result.update(peak_mib=peak, left=os.listdir(disk))
+with open(os.path.join(disk, "filler"), "wb") as f:  # a full disk: no room for an honest program's job
+    try:
+        while True:
+            f.write(b"x" * (1 << 16))
+            f.flush()
+    except OSError:
+        pass
+rows = [{"task": "code", "tests": TESTS}, {"task": "math", "answer": "3"}]
+try:
+    result["full"] = accuracy_rewards([honest_program, "<answer>3</answer>"], rows)
+except Exception as e:
+    result["full"] = repr(e)
+result["left_full"] = os.listdir(disk)
+tempfile.tempdir = os.path.join(disk, "gone")  # no temp dir at all
+result["no_dir"] = score(honest_program)
+print(json.dumps(result))
+"""
+
+
+def test_a_program_cannot_fill_the_disk_and_a_full_disk_costs_only_a_score(tmp_path):
+    """On a 16 MiB tmpfs of its own (a private mount namespace, so nothing leaks if the test dies): unnamed files
+    (O_TMPFILE, held by one-page mappings) fill nothing, a sibling still scores, and when the disk is full or the temp
+    dir missing an honest program scores 0 and the batch goes on."""
+    hostile = answer(HOLD.replace("OPEN", "os.open('.', os.O_TMPFILE | os.O_RDWR)") + ADD)
+    unshare = ["unshare", "--mount"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
+    done = subprocess.run(unshare + [sys.executable, "-c", SCENARIO, str(tmp_path),
+                                     json.dumps([hostile, answer(ADD), ADD_TESTS])],
+                          cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=60)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["hostile"] == 0.0 and result["peak_mib"] < 4, result
+    assert result["sibling"] == 1.0 and result["left"] == [], result
+    assert result["full"] == [0.0, 1.0] and result["left_full"] == ["filler"], result
+    assert result["no_dir"] == 0.0, result
+
+
+# --------------------------------------------------------------------- the parent's work, bounded by the tests
+FLOODS = ["\\n" * (1 << 20), "[\\n" * (1 << 19)]  # a 1 MiB report of empty lines, and one of junk lines
+
+
+def test_a_flooded_report_costs_the_parent_little_and_no_sibling_its_score():
+    flood = ("import os\nfor name in os.listdir('.'):  # the report, whatever its name\n"
+             "    if name != 'job.json':\n        open(name, 'w').write('{}')\nos._exit(0)\n")
+    rows = [{"task": "code", "tests": ADD_TESTS, "timeout": 0.5}] * 4
+    start = time.perf_counter()
+    assert accuracy_rewards([answer(ADD)] * 2, rows[:2], workers=2) == [1.0, 1.0]
+    honest = time.perf_counter() - start
+    batch = [answer(flood.format(FLOODS[0])), answer(ADD), answer(flood.format(FLOODS[1])), answer(ADD)]
+    start = time.perf_counter()
+    assert accuracy_rewards(batch, rows, workers=2) == [0.0, 1.0, 0.0, 1.0]
+    assert time.perf_counter() - start < 3 * honest + 1.5  # about the honest time: the floods are not parsed
+
+
+# -------------------------------------------------------------------------------- fail-closed, and its switch
+WITHOUT_LANDLOCK = """
+import ctypes, json, sys
+# A seccomp filter on this process and every child it starts: landlock_create_ruleset (444 on x86_64 and aarch64)
+# fails with ENOSYS, so to them this kernel has no Landlock. Outside the sandbox: a program inside cannot set it.
+class Instruction(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+class Program(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Instruction))]
+code = [(0x20, 0, 0, 0), (0x15, 0, 1, 444), (0x06, 0, 0, 0x50000 | 38), (0x06, 0, 0, 0x7FFF0000)]
+libc = ctypes.CDLL(None)
+libc.prctl(38, 1, 0, 0, 0)
+assert libc.prctl(22, 2, ctypes.byref(Program(len(code), (Instruction * len(code))(*code))), 0, 0) == 0
+import sandbox
+from rewards import code_reward
+outside, program = sys.argv[1], sys.argv[2]
+result = {"missing": sandbox.missing_layers()}
+try:
+    code_reward(program, ["assert leak() == 'hunter2'"])
+except sandbox.SandboxError as e:
+    result["refused"] = str(e)
+probe = sandbox.missing_layers
+sandbox.missing_layers = lambda: ()  # a parent that did not check: the child still refuses to run the program
+result["unchecked"] = code_reward(program, ["assert leak() == 'hunter2'"])
+result["written_unchecked"] = __import__("os").path.exists(outside)
+sandbox.missing_layers = probe
+sandbox.require_layers(weak_ok=True)  # the user accepts weaker isolation
+result["weak"] = code_reward(program, ["assert leak() == 'hunter2'"])
+result["written_weak"] = __import__("os").path.exists(outside)
+print(json.dumps(result))
+"""
+
+
+def test_without_landlock_the_code_reward_refuses_unless_weaker_isolation_is_accepted(tmp_path):
+    secret, outside = tmp_path / "answers.jsonl", tmp_path / "escaped.txt"
+    secret.write_text("hunter2")
+    program = answer(f"open({str(outside)!r}, 'w').write('x')\ndef leak():\n    return open({str(secret)!r}).read()\n")
+    done = subprocess.run([sys.executable, "-c", WITHOUT_LANDLOCK, str(outside), program], cwd=ROOT,
+                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=60)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["missing"] == ["landlock"]
+    assert "landlock" in result["refused"] and "--allow-weak-sandbox" in result["refused"]
+    assert result["unchecked"] == 0.0 and not result["written_unchecked"]  # the child ran nothing
+    assert "warning: the code sandbox runs without landlock" in done.stderr
+    assert result["weak"] == 1.0 and result["written_weak"]  # accepted: it runs, and is as weak as the README says
+
+
+# ------------------------------------------------------------------------------------------------ the extras
+
+
+def test_a_crashing_child_leaves_no_core_dump_for_any_handler():
+    program = "import ctypes\ndef dumpable():\n    return ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)\n"  # PR_GET_DUMPABLE
+    assert run(program, ["assert dumpable() == 0"]) == 1.0
+
+
+def test_the_seccomp_program_refuses_a_jump_past_8_bits(tmp_path):
+    code = ("import sandbox, ctypes\nsandbox.FORBIDDEN_SYSCALLS.update({f'x{n}': (n, n) for n in range(1000, 1300)})\n"
+            "try:\n    sandbox.forbid_syscalls(ctypes, ctypes.CDLL(None, use_errno=True), '')\n"
+            "except AssertionError as e:\n    print(e)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert "a BPF jump is 8 bits" in done.stdout, done.stderr
