@@ -7,6 +7,7 @@ reused or run in a worker on its own. The code sandbox itself is sandbox.py, whi
 """
 import ast
 import json
+import math
 import operator
 import os
 import re
@@ -199,16 +200,42 @@ def countdown_reward(completion: str, nums: list[int], target: int, **row) -> fl
 
 
 # ------------------------------------------------------------------------------------------------------- code
-# R1-Zero: for code, "the model's output is directly executed" against test cases. The program is hostile input.
-# It runs in a child process that confines itself with every layer this OS offers without root (sandbox.py), and it never sees what the tests expect: a test `assert f(2) == 4` sends only `f(2)` to the child,
-# which sends back the value's repr; the comparison with 4 happens here, on values read as Python literals. So
-# exiting early, printing "all tests passed", writing a forged report or patching `assert`, `==` or `repr` gains
-# nothing: a pass needs the right values, which only a right program computes.
+# R1-Zero: for code, "the model's output is directly executed" against test cases. The program is hostile input:
+# it runs confined in a child process (sandbox.py), and it never sees what a test expects. A test is split in two.
+# The program's values, each name the program defines with the calls, attributes and items taken from it (`f(2)`,
+# `Solution().solve([1, 2])`, `f(2).strip()`), are evaluated in the child and come back as literals; the rest of the
+# test (`abs(_ - 12.566) < 1e-6`, `math.isclose(_, 0.5)`, `1 < _ < 4`) is evaluated here, over those literals, by
+# `evaluate`. So exiting early, printing "all tests passed", writing a forged report, patching `assert` or `repr`,
+# or returning an object with a rigged `__eq__`, `__sub__` or `__abs__` gains nothing: only literals cross back, and
+# a pass needs the right ones, which only a right program computes.
 
 FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
-COMPARISONS = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-               ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not}
-BUILDERS = {"set": set, "frozenset": frozenset, "tuple": tuple, "list": list, "dict": dict, "float": float}
+
+
+def rounded(number, digits=None):
+    """round(), refusing digits far from 0: rounding an int to -10**9 digits would compute 10 ** 10**9."""
+    if digits is not None and abs(digits) > 4300:
+        raise ValueError("round() to more than 4300 digits")
+    return round(number, digits)
+
+
+# What a test may call here, on literals only: these functions (sum without a start value, which could make it
+# concatenate lists in quadratic time), math's, and the keyword arguments below.
+SAFE = {"abs": abs, "all": all, "any": any, "bool": bool, "dict": dict, "float": float, "frozenset": frozenset,
+        "int": int, "isinstance": isinstance, "len": len, "list": list, "max": max, "min": min, "round": rounded,
+        "set": set, "sorted": sorted, "str": str, "sum": lambda values: sum(values), "tuple": tuple, "math": math}
+MATH = ("ceil", "e", "exp", "fabs", "floor", "inf", "isclose", "isinf", "isnan", "log", "nan", "pi", "sqrt")
+KEYWORDS = ("reverse", "rel_tol", "abs_tol")
+EVALUATED = (ast.UnaryOp, ast.BinOp, ast.BoolOp, ast.Compare, ast.Call, ast.Subscript, ast.Slice, ast.Tuple, ast.List,
+             ast.Set, ast.Dict)  # what a test may build around the program's values, besides SAFE's names
+SIZE = 1 << 16  # the most bytes, characters or items a value built here may hold: 10**10**10 and [0]*10**9 refused
+UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg, ast.Not: operator.not_, ast.Invert: operator.invert}
+BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+          ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow, ast.LShift: operator.lshift,
+          ast.RShift: operator.rshift, ast.BitOr: operator.or_, ast.BitAnd: operator.and_, ast.BitXor: operator.xor}
+COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
+           ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
+           ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}
 
 
 def extract_program(completion: str) -> str | None:
@@ -218,43 +245,148 @@ def extract_program(completion: str) -> str | None:
     return "\n".join(fenced) if fenced else answer
 
 
-def parse_test(test: str) -> tuple:
-    """A test `assert A OP B` as (OP, [A, B]), `assert A` as (bool, [A]), `assert not A` as (not, [A]). Each
-    operand is (True, value) for a literal, which stays here, or (False, source) for the child to evaluate."""
+def parse_test(test: str) -> tuple[ast.expr, dict]:
+    """A test `assert EXPR` as EXPR's syntax tree and its program values ({node: source}, for the child); the rest of
+    EXPR is evaluated here. Raises ValueError saying why a test cannot be split so."""
     try:
         body = ast.parse(test).body
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
         body = []
     if len(body) != 1 or not isinstance(body[0], ast.Assert):
         raise ValueError(f"a test must be one assert statement, got {test!r}")
-    claim = body[0].test
-    if isinstance(claim, ast.Compare):
-        if len(claim.ops) != 1 or type(claim.ops[0]) not in COMPARISONS:
-            raise ValueError(f"a test compares once, with == != < <= > >= is or is not, got {test!r}")
-        operands = [operand(claim.left), operand(claim.comparators[0])]
-        if not any(known for known, _ in operands):  # both sides would run in the child, which could rig both
-            raise ValueError(f"a test compares with a value written out (a literal), got {test!r}")
-        return COMPARISONS[type(claim.ops[0])], operands
-    if isinstance(claim, ast.UnaryOp) and isinstance(claim.op, ast.Not):
-        return operator.not_, [operand(claim.operand)]
-    return bool, [operand(claim)]
-
-
-def operand(node: ast.expr) -> tuple[bool, object]:
-    """(True, value) for a value known here: a literal, or one of BUILDERS applied to literals (`set((4, 5))`,
-    `float('inf')`); else (False, source), for the child to evaluate."""
+    calls = []
     try:
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in BUILDERS and not node.keywords:
-            return True, BUILDERS[node.func.id](*map(ast.literal_eval, node.args))
-        return True, ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False, ast.unparse(node)
+        split(body[0].test, calls)
+    except (ValueError, TypeError, ArithmeticError, LookupError, MemoryError, RecursionError) as e:
+        raise ValueError(f"the test {test!r} cannot be checked: {e}") from None
+    if not calls:
+        raise ValueError(f"a test must use the program (call a function it defines), got {test!r}")
+    return body[0].test, {node: ast.unparse(node) for node in calls}
 
 
-def passes(check, args: list) -> bool:
+def split(node: ast.expr, calls: list) -> None:
+    """Check that `node` can be evaluated here once the program's values in it (appended to `calls`) are known. A
+    part that does not involve the program is computed now, so a test too costly to check is refused at load time."""
+    if program_value(node):
+        return calls.append(node)
+    if not uses_program(node):
+        return weigh(evaluate(node, {}))
+    if not isinstance(node, EVALUATED) or isinstance(node, ast.Dict) and None in node.keys:
+        raise ValueError(f"{type(node).__name__} is not evaluated in a test, only literals, operators and "
+                         f"{', '.join(SAFE)} (math: {', '.join(MATH)})")
+    if isinstance(node, ast.Compare) and all(map(uses_program, [node.left, *node.comparators])):
+        raise ValueError("a comparison needs a side computed without the program (a value written out)")
+    if isinstance(node, ast.Call) and (uses_program(node.func) or any(k.arg not in KEYWORDS for k in node.keywords)):
+        raise ValueError(f"only {', '.join(SAFE)} and math's functions are called here, with no keyword but "
+                         f"{', '.join(KEYWORDS)}; methods only on the program's values, as in f(2).strip()")
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.expr, ast.keyword)):
+            split(child.value if isinstance(child, ast.keyword) else child, calls)
+
+
+def program_value(node: ast.expr) -> bool:
+    """A name the program defines (any name but SAFE's), or a call, attribute or item taken from one."""
+    while isinstance(node, (ast.Call, ast.Attribute, ast.Subscript)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return isinstance(node, ast.Name) and node.id not in SAFE
+
+
+def uses_program(node: ast.expr) -> bool:
+    return any(isinstance(n, ast.Name) and n.id not in SAFE for n in ast.walk(node))
+
+
+def evaluate(node: ast.expr, values: dict):
+    """The value of a test's expression: the program's values from `values` (NOT_RUN: it gave none), the rest
+    computed here from literals, operators, SAFE functions and math's. Raises on anything else or too large."""
+    if node in values:
+        if values[node] is NOT_RUN:
+            raise ValueError("the program gave no value")
+        return values[node]
+    kind = type(node)
+    if kind is ast.Constant:
+        return node.value
+    if kind is ast.Name:
+        return SAFE[node.id]
+    if kind is ast.Attribute and getattr(node.value, "id", None) == "math" and node.attr in MATH:
+        return getattr(math, node.attr)
+    if kind in (ast.Tuple, ast.List, ast.Set):
+        return {ast.Tuple: tuple, ast.List: list, ast.Set: set}[kind](evaluate(e, values) for e in node.elts)
+    if kind is ast.Dict and None not in node.keys:
+        return {evaluate(k, values): evaluate(v, values) for k, v in zip(node.keys, node.values)}
+    if kind is ast.UnaryOp:
+        return UNARY[type(node.op)](evaluate(node.operand, values))
+    if kind is ast.BinOp:
+        return weigh(binary(type(node.op), evaluate(node.left, values), evaluate(node.right, values)))
+    if kind is ast.BoolOp:  # short-circuits as Python does: `and` stops at a false operand, `or` at a true one
+        for operand in node.values:
+            value = evaluate(operand, values)
+            if bool(value) == isinstance(node.op, ast.Or):
+                break
+        return value
+    if kind is ast.Compare:  # chained as Python does: 1 < f(2) < 4 is 1 < f(2) and f(2) < 4
+        left = evaluate(node.left, values)
+        for op, right in zip(node.ops, (evaluate(c, values) for c in node.comparators)):
+            if not COMPARE[type(op)](left, right):
+                return False
+            left = right
+        return True
+    if kind is ast.Call and all(k.arg in KEYWORDS for k in node.keywords):
+        function = evaluate(node.func, values)
+        return weigh(function(*(evaluate(a, values) for a in node.args),
+                              **{k.arg: evaluate(k.value, values) for k in node.keywords}))
+    if kind is ast.Subscript:
+        return evaluate(node.value, values)[evaluate(node.slice, values)]
+    if kind is ast.Slice:
+        parts = (node.lower, node.upper, node.step)
+        return slice(*(None if part is None else evaluate(part, values) for part in parts))
+    raise ValueError(f"{kind.__name__} is not evaluated in a test")
+
+
+def binary(op: type, a, b):
+    """a OP b, refused before it is computed if its result would be larger than SIZE (or str % args, whose widths
+    can ask for any length)."""
+    if op is ast.Pow and type(b) is int and isinstance(a, int) and abs(a) > 1 and b * a.bit_length() > 8 * SIZE:
+        raise ValueError(f"{a} ** {b} is too large to compute here")
+    if op is ast.LShift and type(b) is int and isinstance(a, int) and a.bit_length() + b > 8 * SIZE:
+        raise ValueError(f"{a} << {b} is too large to compute here")
+    repeated, times = (a, b) if isinstance(b, int) else (b, a)
+    if op is ast.Mult and isinstance(repeated, (str, bytes, tuple, list)) and isinstance(times, int) and \
+            weight(repeated) * times > SIZE:
+        raise ValueError("a repetition too large to compute here")
+    if op is ast.Mod and isinstance(a, (str, bytes)):
+        raise ValueError("no % formatting in a test")
+    return BINARY[op](a, b)
+
+
+def weigh(value):
+    """`value`, if it holds at most SIZE bytes, characters and items (else ValueError)."""
+    if weight(value) > SIZE:
+        raise ValueError("a value too large to check here")
+    return value
+
+
+def weight(value) -> int:
+    """About how many bytes, characters and items `value` holds, a part repeated counted each time (so what comparing
+    or printing it costs); counting stops past SIZE."""
+    if isinstance(value, int):
+        return value.bit_length() // 8
+    if isinstance(value, (str, bytes)):
+        return len(value)
+    if isinstance(value, (tuple, list, set, frozenset, dict)):
+        total = len(value)
+        for item in value.items() if isinstance(value, dict) else value:
+            if total > SIZE:
+                break
+            total += weight(item)
+        return total
+    return 1
+
+
+def passes(claim: ast.expr, values: dict) -> bool:
+    """Whether a test's claim holds, given the program's values."""
     try:
-        return all(a is not NOT_RUN for a in args) and bool(check(*args))
-    except Exception:  # `[1] < 2`: a value of the wrong type fails its test
+        return bool(evaluate(claim, values))
+    except Exception:  # a value of the wrong type or too large, or one the program did not give: the test fails
         return False
 
 
@@ -264,11 +396,10 @@ def code_reward(completion: str, tests: list[str], timeout: float = 4.0, memory_
     program = extract_program(completion)
     if not program:
         return 0.0
-    parsed = [parse_test(t) for t in tests]
-    sources = [source for _, operands in parsed for is_literal, source in operands if not is_literal]
-    values = iter(run_sandboxed(program, sources, timeout, memory_mb))
-    return sum(passes(check, [v if is_literal else next(values) for is_literal, v in operands])
-               for check, operands in parsed) / len(parsed)
+    checks = [parse_test(t) for t in tests]
+    sources = list(dict.fromkeys(s for _, calls in checks for s in calls.values()))  # each evaluated once
+    values = dict(zip(sources, run_sandboxed(program, sources, timeout, memory_mb)))
+    return sum(passes(claim, {node: values[s] for node, s in calls.items()}) for claim, calls in checks) / len(tests)
 
 
 ACCURACY = {"math": accuracy_reward, "code": code_reward, "countdown": countdown_reward}  # by a row's "task"

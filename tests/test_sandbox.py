@@ -57,8 +57,7 @@ def test_each_test_form_is_checked_here(tmp_path):
     assert run(program, tests) == 7 / 8
 
 
-@pytest.mark.parametrize("test", ["add(1, 2) == 3", "assert 1 < add(1, 2) < 4", "assert add(1, 2) in (3,)",
-                                  "assert True\nassert False", "import os", "assert add(1, 2) == 1 + 2",
+@pytest.mark.parametrize("test", ["add(1, 2) == 3", "assert True\nassert False", "import os",
                                   "assert add(1, 2) == add(2, 1)"])
 def test_unsupported_tests_are_refused_up_front(test):
     with pytest.raises(ValueError, match="test"):
@@ -316,6 +315,81 @@ def test_a_trainer_with_many_open_files_still_scores():
         for fd in fds:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+# ----------------------------------------------------------------- tests split between the child and the parent
+# The child evaluates only the program's values (f(2), Solution().solve(...), f(2).strip()) and sends back literals;
+# the rest of each test is evaluated here. These are the forms real code datasets (MBPP) use.
+
+FORMS = ["assert math.isclose(area(2), 12.566370614359172)", "assert abs(area(2) - 12.566) < 1e-3",
+         "assert square(3) - 9 == 0", "assert square(1) == 1 + 0", "assert 1 < square(2) < 5",
+         "assert square(2) in (3, 4)", "assert round(area(1), 2) == 3.14", "assert sorted(pair(2)) == [2, 4]",
+         "assert math.isclose(area(1), 3.14159, rel_tol=1e-3) and square(2) == 4", "assert square(3) >= 3 ** 2"]
+AREA = ("import math\ndef area(r):\n    return math.pi * r * r\n"
+        "def square(x):\n    return x * x\ndef pair(x):\n    return (x * 2, x)\n")
+# Every operator and builtin a test could run in the child, rigged to say "pass"; the values it returns are 0.
+RIGGED = ("import builtins, math\n"
+          "class Anything(float):\n"
+          "    def __eq__(self, other):\n        return True\n"
+          "    __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __contains__ = __bool__ = __eq__\n"
+          "    def __sub__(self, other):\n        return Anything(0)\n"
+          "    __add__ = __radd__ = __rsub__ = __mul__ = __abs__ = __round__ = __sub__\n"
+          "    __hash__ = float.__hash__\n"
+          "math.isclose = lambda *a, **k: True\n"
+          "builtins.abs = builtins.round = builtins.sorted = lambda *a, **k: Anything(0)\n"
+          "def area(r):\n    return Anything(0)\nsquare = area\ndef pair(x):\n    return Anything(0)\n")
+
+
+def test_numeric_tests_are_checked_here_and_cannot_be_rigged():
+    assert run(AREA, FORMS) == 1.0
+    assert run(AREA.replace("x * x", "x + x"), FORMS) == 0.7  # square is wrong at 1 and 3, right at 2
+    assert run(RIGGED, FORMS) == 0.0
+
+
+@pytest.mark.parametrize("test, sent", [
+    ("assert abs(area(2) - 12.566) < 1e-6", ["area(2)"]),
+    ("assert math.isclose(f(1), 0.5, rel_tol=1e-9)", ["f(1)"]),
+    ("assert 1 < f(2) < 4", ["f(2)"]),
+    ("assert len(f('ab').strip()) == 2", ["f('ab').strip()"]),  # a method of the program's value: in the child
+    ("assert Solution().solve([2, 7], 9) == [0, 1]", ["Solution().solve([2, 7], 9)"]),
+    ("assert f(g(1) + 2)[0] - f(0)[1] == 4", ["f(g(1) + 2)[0]", "f(0)[1]"]),  # a program value's inputs go along
+])
+def test_the_child_is_sent_only_the_programs_values(test, sent):
+    assert list(parse_test(test)[1].values()) == sent
+
+
+@pytest.mark.parametrize("test, reason", [
+    ("assert f(1) == 10 ** 10 ** 10", "too large"),
+    ("assert f(1) == [0] * 10 ** 9", "too large"),
+    ("assert f(1) == [[0] * 60000] * 60000", "too large"),
+    ("assert f(1) == 1 << 10 ** 10", "too large"),
+    ("assert f(1) == '%*d' % (10 ** 9, 1)", "formatting"),
+    ("assert f(1) == 1 / 0", "division by zero"),
+    ("assert str(f(1)).strip() == '1'", "methods only on the program's values"),
+    ("assert sorted(f(1), key=len) == []", "no keyword"),
+    ("assert [x for x in f(1)] == []", "ListComp is not evaluated"),
+    ("assert f(1) == f(2)", "a side computed without the program"),
+    ("assert len([1]) == 1", "must use the program"),
+    pytest.param("assert f(1) == " + "-" * 100_000 + "1", "one assert statement", id="deep nesting"),
+])
+def test_a_test_that_cannot_be_checked_here_is_refused_with_the_reason(test, reason):
+    with pytest.raises(ValueError, match=reason):
+        parse_test(test)
+
+
+def test_a_refused_test_is_reported_at_its_file_and_line(tmp_path):
+    from grpo import DataError, load_rows
+    rows = [{"prompt": "p", "tests": ["assert f(1) == 1"]}, {"prompt": "p", "tests": ["assert f(1) == 10 ** 10 ** 10"]}]
+    (tmp_path / "code.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(DataError, match=r"code\.jsonl:2: the test .* cannot be checked: .* too large"):
+        load_rows(str(tmp_path / "code.jsonl"))
+
+
+def test_values_from_the_child_cannot_make_the_parent_work_long():
+    program = "def f(x):\n    return 'x' * 30_000 if x else [0] * 5_000\n"
+    tests = ["assert f(1) * 10 ** 6 == ''", "assert [f(1)] * 10 ** 5 == []", "assert set(f(0) * 10 ** 4) == set()",
+             "assert round(f(0)[0], -10 ** 9) == 0", "assert f(1) + f(1) != 'x'"]
+    assert run(program, tests) == 0.2  # the last holds; the others are refused while they run, not computed
 
 
 # ------------------------------------------------------------------ memory and disk the rlimits do not count
