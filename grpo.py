@@ -35,8 +35,8 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from rewards import (ACCURACY, FIELDS, accuracy_rewards, answer_key, extract_answer, format_reward,
-                     math_verify_reward, r1_zero_prompt, to_row)
+from rewards import (ACCURACY, FIELDS, SandboxError, accuracy_rewards, answer_key, extract_answer, format_reward,
+                     math_verify_reward, r1_zero_prompt, require_layers, to_row)
 from sample import left_pad, position_ids, sample
 
 # ----------------------------------------------------------------------------------------------------- config
@@ -48,6 +48,7 @@ class Config:
     data: str = "data/train.jsonl"  # JSONL rows: math, GSM8K, MATH, code or countdown (data/README.md)
     task: str = "auto"  # auto (each row by its fields), math, gsm8k, competition_math, code or countdown
     math_verify: bool = False  # compare math answers with math-verify (pip install math-verify) as well
+    allow_weak_sandbox: bool = False  # score code rows even where the sandbox lacks Landlock or seccomp (warned)
     out: str = "out"  # metrics.jsonl and the final checkpoint go here
     G: int = 16  # answers sampled per question (R1-Zero: 16)
     prompts_per_step: int = 32  # questions per optimiser step, over all ranks (R1-Zero: 32)
@@ -728,6 +729,8 @@ def train(cfg: Config) -> None:
     torch.manual_seed(cfg.seed)
     rows = None if cfg.eval_only else load_rows(cfg.data, cfg.task)
     eval_rows = load_rows(cfg.eval_data, cfg.task) if cfg.eval_data else None
+    if any(row["task"] == "code" for row in (rows or []) + (eval_rows or [])):
+        require_layers(cfg.allow_weak_sandbox)  # fail closed, before any step, where a sandbox layer is missing
     if rank == 0 and rows is not None and cfg.prompts_per_step > len(rows):
         print(f"note: --prompts-per-step {cfg.prompts_per_step} is more than the {len(rows)} rows of {cfg.data}: "
               f"each step repeats questions")
@@ -801,7 +804,7 @@ def main(argv=None) -> None:
         hf_logging.disable_progress_bar()
     try:
         train(cfg)
-    except DataError as e:
+    except (DataError, SandboxError) as e:
         raise SystemExit(f"grpo.py: error: {e}") from None
 
 

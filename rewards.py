@@ -14,7 +14,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
-from sandbox import NOT_RUN, run_sandboxed
+from sandbox import NOT_RUN, SandboxError, require_layers, run_sandboxed  # noqa: F401 (grpo.py checks at start)
 
 # DeepSeek-R1, Table 1. The template ends with "Assistant:", so `<think>` is part of the *completion*:
 # the model must learn to open its reasoning itself, and format_reward checks that it did.

@@ -550,6 +550,21 @@ def test_without_landlock_the_code_reward_refuses_unless_weaker_isolation_is_acc
     assert result["weak"] == 1.0 and result["written_weak"]  # accepted: it runs, and is as weak as the README says
 
 
+def test_the_trainer_checks_the_sandbox_before_any_step(model_dir, tmp_path, monkeypatch, capsys):
+    import grpo
+    import sandbox
+    monkeypatch.setattr(sandbox, "missing_layers", lambda: ("seccomp",))
+    monkeypatch.setattr(sandbox, "accepted", set())
+    args = ["--model", model_dir, "--data", os.path.join(ROOT, "data", "examples", "code.jsonl"), "--steps", "1",
+            "--G", "2", "--prompts-per-step", "1", "--max-new-tokens", "4", "--save-every", "0"]
+    with pytest.raises(SystemExit, match="grpo.py: error: the code sandbox cannot apply seccomp"):
+        grpo.main(args + ["--out", str(tmp_path / "refused")])
+    assert not (tmp_path / "refused").exists()  # before the model loads, let alone a step
+    grpo.main(args + ["--out", str(tmp_path / "weak"), "--allow-weak-sandbox"])
+    assert "warning: the code sandbox runs without seccomp" in capsys.readouterr().err
+    assert (tmp_path / "weak" / "metrics.jsonl").exists()
+
+
 # ------------------------------------------------------------------------------------------------ the extras
 
 
