@@ -363,6 +363,7 @@ def test_the_child_is_sent_only_the_programs_values(test, sent):
     ("assert f(1) == [0] * 10 ** 9", "too large"),
     ("assert f(1) == [[0] * 60000] * 60000", "too large"),
     ("assert f(1) == 1 << 10 ** 10", "too large"),
+    ("assert f(1) == 'x' * 60000 + 'x' * 60000", "too large"),  # each part fits, the sum does not
     ("assert f(1) == '%*d' % (10 ** 9, 1)", "formatting"),
     ("assert f(1) == 1 / 0", "division by zero"),
     ("assert str(f(1)).strip() == '1'", "methods only on the program's values"),
