@@ -37,8 +37,8 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from rewards import (ACCURACY, FIELDS, accuracy_rewards, answer_key, extract_answer, format_reward,
-                     needs_math_verify, r1_zero_prompt, to_row)
+from rewards import (ACCURACY, FIELDS, SandboxError, accuracy_rewards, answer_key, extract_answer, format_reward,
+                     needs_math_verify, r1_zero_prompt, require_layers, to_row)
 from sample import left_pad, position_ids, sample
 
 # ----------------------------------------------------------------------------------------------------- config
@@ -63,6 +63,7 @@ class Config:
     task: str = flag("auto", "auto (each row by its fields), math, gsm8k, competition_math, code or countdown")
     math_verify: bool = flag(True, "compare gold answers that are not one number with math-verify too, where installed")
     skip_bad_rows: bool = flag(False, "leave out dataset rows that cannot be read (and say how many) instead of stopping")
+    allow_weak_sandbox: bool = flag(False, "score code rows even where the sandbox lacks Landlock or seccomp (warned)")
     out: str = flag("out", "metrics.jsonl, samples.jsonl, checkpoints and the final model go here")
     G: int = flag(16, "answers sampled per question, at least 2: A is relative to the group (R1-Zero: 16)", ">= 2")
     prompts_per_step: int = flag(32, "questions per optimiser step, over all ranks (R1-Zero: 32)", "> 0")
@@ -770,6 +771,8 @@ def train(cfg: Config) -> None:
         print(settings(cfg))
     rows = None if cfg.eval_only else read_data(cfg.data, cfg, rank)
     eval_rows = read_data(cfg.eval_data, cfg, rank) if cfg.eval_data else None
+    if any(row["task"] == "code" for row in (rows or []) + (eval_rows or [])):
+        require_layers(cfg.allow_weak_sandbox)  # fail closed, before any step, where a sandbox layer is missing
     if rank == 0 and rows is not None and cfg.prompts_per_step > len(rows):
         print(f"note: --prompts-per-step {cfg.prompts_per_step} is more than the {len(rows)} rows of {cfg.data}: "
               f"each step repeats questions")
@@ -926,7 +929,7 @@ def main(argv=None) -> None:
         hf_logging.disable_progress_bar()
     try:
         train(cfg)
-    except DataError as e:
+    except (DataError, SandboxError) as e:
         raise SystemExit(f"grpo.py: error: {e}") from None
 
 

@@ -3,22 +3,22 @@
 A reward function is plain: `(completion: str, **row) -> float`, where `row` is the dataset row. Accuracy has a
 reward per task: math (compare the final answer), code (run the program against the row's tests, sandboxed) and
 countdown (an arithmetic expression that hits a target). Nothing here imports torch, so a reward can be tested,
-reused or run in a worker on its own. Run as a script, this file is the code sandbox's child (end of the file).
+reused or run in a worker on its own. The code sandbox itself is sandbox.py, which knows nothing of rewards.
 """
 import ast
-import errno
 import functools
 import json
 import logging
+import math
 import operator
 import os
 import re
 import signal
-import stat
-import sys
 import threading
-import warnings
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
+
+from sandbox import NOT_RUN, SandboxError, require_layers, run_sandboxed  # noqa: F401 (grpo.py checks at start)
 
 # DeepSeek-R1, Table 1. The template ends with "Assistant:", so `<think>` is part of the *completion*:
 # the model must learn to open its reasoning itself, and format_reward checks that it did.
@@ -290,21 +290,42 @@ def countdown_reward(completion: str, nums: list[int], target: int, **row) -> fl
 
 
 # ------------------------------------------------------------------------------------------------------- code
-# R1-Zero: for code, "the model's output is directly executed" against test cases. The program is hostile input.
-# It runs in a child process that confines itself with every layer this OS offers without root (README, "The code
-# sandbox"), and it never sees what the tests expect: a test `assert f(2) == 4` sends only `f(2)` to the child,
-# which sends back the value's repr; the comparison with 4 happens here, on values read as Python literals. So
-# exiting early, printing "all tests passed", writing a forged report or patching `assert`, `==` or `repr` gains
-# nothing: a pass needs the right values, which only a right program computes.
+# R1-Zero: for code, "the model's output is directly executed" against test cases. The program is hostile input:
+# it runs confined in a child process (sandbox.py), and it never sees what a test expects. A test is split in two.
+# The program's values, each name the program defines with the calls, attributes and items taken from it (`f(2)`,
+# `Solution().solve([1, 2])`, `f(2).strip()`), are evaluated in the child and come back as literals; the rest of the
+# test (`abs(_ - 12.566) < 1e-6`, `math.isclose(_, 0.5)`, `1 < _ < 4`) is evaluated here, over those literals, by
+# `evaluate`. So exiting early, printing "all tests passed", writing a forged report, patching `assert` or `repr`,
+# or returning an object with a rigged `__eq__`, `__sub__` or `__abs__` gains nothing: only literals cross back, and
+# a pass needs the right ones, which only a right program computes.
 
 FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
-COMPARISONS = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-               ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not}
-BUILDERS = {"set": set, "frozenset": frozenset, "tuple": tuple, "list": list, "dict": dict, "float": float}
-NOT_RUN = object()  # the value of an expression the child did not report: it raised, or the child died first
-REPORT_BYTES = 1 << 20  # the most of a child's report (and of any file it writes) that counts
-VALUE_BYTES = 1 << 15  # the longest repr of one value read back: a set literal of colliding hashes reads in O(n^2)
-warnings.filterwarnings("ignore", module="<report>")  # a report's "0x1for" must not print warnings in the trainer
+
+
+def rounded(number, digits=None):
+    """round(), refusing digits far from 0: rounding an int to -10**9 digits would compute 10 ** 10**9."""
+    if digits is not None and abs(digits) > 4300:
+        raise ValueError("round() to more than 4300 digits")
+    return round(number, digits)
+
+
+# What a test may call here, on literals only: these functions (sum without a start value, which could make it
+# concatenate lists in quadratic time), math's, and the keyword arguments below.
+SAFE = {"abs": abs, "all": all, "any": any, "bool": bool, "dict": dict, "float": float, "frozenset": frozenset,
+        "int": int, "isinstance": isinstance, "len": len, "list": list, "max": max, "min": min, "round": rounded,
+        "set": set, "sorted": sorted, "str": str, "sum": lambda values: sum(values), "tuple": tuple, "math": math}
+MATH = ("ceil", "e", "exp", "fabs", "floor", "inf", "isclose", "isinf", "isnan", "log", "nan", "pi", "sqrt")
+KEYWORDS = ("reverse", "rel_tol", "abs_tol")
+EVALUATED = (ast.UnaryOp, ast.BinOp, ast.BoolOp, ast.Compare, ast.Call, ast.Subscript, ast.Slice, ast.Tuple, ast.List,
+             ast.Set, ast.Dict)  # what a test may build around the program's values, besides SAFE's names
+SIZE = 1 << 16  # the most bytes, characters or items a value built here may hold: 10**10**10 and [0]*10**9 refused
+UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg, ast.Not: operator.not_, ast.Invert: operator.invert}
+BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+          ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow, ast.LShift: operator.lshift,
+          ast.RShift: operator.rshift, ast.BitOr: operator.or_, ast.BitAnd: operator.and_, ast.BitXor: operator.xor}
+COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
+           ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
+           ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}
 
 
 def extract_program(completion: str) -> str | None:
@@ -314,53 +335,148 @@ def extract_program(completion: str) -> str | None:
     return "\n".join(fenced) if fenced else answer
 
 
-def parse_test(test: str) -> tuple:
-    """A test `assert A OP B` as (OP, [A, B]), `assert A` as (bool, [A]), `assert not A` as (not, [A]). Each
-    operand is (True, value) for a literal, which stays here, or (False, source) for the child to evaluate."""
+def parse_test(test: str) -> tuple[ast.expr, dict]:
+    """A test `assert EXPR` as EXPR's syntax tree and its program values ({node: source}, for the child); the rest of
+    EXPR is evaluated here. Raises ValueError saying why a test cannot be split so."""
     try:
         body = ast.parse(test).body
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
         body = []
     if len(body) != 1 or not isinstance(body[0], ast.Assert):
         raise ValueError(f"a test must be one assert statement, got {test!r}")
-    claim = body[0].test
-    if isinstance(claim, ast.Compare):
-        if len(claim.ops) != 1 or type(claim.ops[0]) not in COMPARISONS:
-            raise ValueError(f"a test compares once, with == != < <= > >= is or is not, got {test!r}")
-        operands = [operand(claim.left), operand(claim.comparators[0])]
-        if not any(known for known, _ in operands):  # both sides would run in the child, which could rig both
-            raise ValueError(f"a test compares with a value written out (a literal), got {test!r}")
-        return COMPARISONS[type(claim.ops[0])], operands
-    if isinstance(claim, ast.UnaryOp) and isinstance(claim.op, ast.Not):
-        return operator.not_, [operand(claim.operand)]
-    return bool, [operand(claim)]
-
-
-def operand(node: ast.expr) -> tuple[bool, object]:
-    """(True, value) for a value known here: a literal, or one of BUILDERS applied to literals (`set((4, 5))`,
-    `float('inf')`); else (False, source), for the child to evaluate."""
+    calls = []
     try:
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in BUILDERS and not node.keywords:
-            return True, BUILDERS[node.func.id](*map(ast.literal_eval, node.args))
-        return True, ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False, ast.unparse(node)
+        split(body[0].test, calls)
+    except (ValueError, TypeError, ArithmeticError, LookupError, MemoryError, RecursionError) as e:
+        raise ValueError(f"the test {test!r} cannot be checked: {e}") from None
+    if not calls:
+        raise ValueError(f"a test must use the program (call a function it defines), got {test!r}")
+    return body[0].test, {node: ast.unparse(node) for node in calls}
 
 
-def literal(text) -> object:
-    """A value the child reported, read as a Python literal (parsed, never run); NOT_RUN if it is not one."""
+def split(node: ast.expr, calls: list) -> None:
+    """Check that `node` can be evaluated here once the program's values in it (appended to `calls`) are known. A
+    part that does not involve the program is computed now, so a test too costly to check is refused at load time."""
+    if program_value(node):
+        return calls.append(node)
+    if not uses_program(node):
+        return weigh(evaluate(node, {}))
+    if not isinstance(node, EVALUATED) or isinstance(node, ast.Dict) and None in node.keys:
+        raise ValueError(f"{type(node).__name__} is not evaluated in a test, only literals, operators and "
+                         f"{', '.join(SAFE)} (math: {', '.join(MATH)})")
+    if isinstance(node, ast.Compare) and all(map(uses_program, [node.left, *node.comparators])):
+        raise ValueError("a comparison needs a side computed without the program (a value written out)")
+    if isinstance(node, ast.Call) and (uses_program(node.func) or any(k.arg not in KEYWORDS for k in node.keywords)):
+        raise ValueError(f"only {', '.join(SAFE)} and math's functions are called here, with no keyword but "
+                         f"{', '.join(KEYWORDS)}; methods only on the program's values, as in f(2).strip()")
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.expr, ast.keyword)):
+            split(child.value if isinstance(child, ast.keyword) else child, calls)
+
+
+def program_value(node: ast.expr) -> bool:
+    """A name the program defines (any name but SAFE's), or a call, attribute or item taken from one."""
+    while isinstance(node, (ast.Call, ast.Attribute, ast.Subscript)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return isinstance(node, ast.Name) and node.id not in SAFE
+
+
+def uses_program(node: ast.expr) -> bool:
+    return any(isinstance(n, ast.Name) and n.id not in SAFE for n in ast.walk(node))
+
+
+def evaluate(node: ast.expr, values: dict):
+    """The value of a test's expression: the program's values from `values` (NOT_RUN: it gave none), the rest
+    computed here from literals, operators, SAFE functions and math's. Raises on anything else or too large."""
+    if node in values:
+        if values[node] is NOT_RUN:
+            raise ValueError("the program gave no value")
+        return values[node]
+    kind = type(node)
+    if kind is ast.Constant:
+        return node.value
+    if kind is ast.Name:
+        return SAFE[node.id]
+    if kind is ast.Attribute and getattr(node.value, "id", None) == "math" and node.attr in MATH:
+        return getattr(math, node.attr)
+    if kind in (ast.Tuple, ast.List, ast.Set):
+        return {ast.Tuple: tuple, ast.List: list, ast.Set: set}[kind](evaluate(e, values) for e in node.elts)
+    if kind is ast.Dict and None not in node.keys:
+        return {evaluate(k, values): evaluate(v, values) for k, v in zip(node.keys, node.values)}
+    if kind is ast.UnaryOp:
+        return UNARY[type(node.op)](evaluate(node.operand, values))
+    if kind is ast.BinOp:
+        return weigh(binary(type(node.op), evaluate(node.left, values), evaluate(node.right, values)))
+    if kind is ast.BoolOp:  # short-circuits as Python does: `and` stops at a false operand, `or` at a true one
+        for operand in node.values:
+            value = evaluate(operand, values)
+            if bool(value) == isinstance(node.op, ast.Or):
+                break
+        return value
+    if kind is ast.Compare:  # chained as Python does: 1 < f(2) < 4 is 1 < f(2) and f(2) < 4
+        left = evaluate(node.left, values)
+        for op, right in zip(node.ops, (evaluate(c, values) for c in node.comparators)):
+            if not COMPARE[type(op)](left, right):
+                return False
+            left = right
+        return True
+    if kind is ast.Call and all(k.arg in KEYWORDS for k in node.keywords):
+        function = evaluate(node.func, values)
+        return weigh(function(*(evaluate(a, values) for a in node.args),
+                              **{k.arg: evaluate(k.value, values) for k in node.keywords}))
+    if kind is ast.Subscript:
+        return evaluate(node.value, values)[evaluate(node.slice, values)]
+    if kind is ast.Slice:
+        parts = (node.lower, node.upper, node.step)
+        return slice(*(None if part is None else evaluate(part, values) for part in parts))
+    raise ValueError(f"{kind.__name__} is not evaluated in a test")
+
+
+def binary(op: type, a, b):
+    """a OP b, refused before it is computed if its result would be larger than SIZE (or str % args, whose widths
+    can ask for any length)."""
+    if op is ast.Pow and type(b) is int and isinstance(a, int) and abs(a) > 1 and b * a.bit_length() > 8 * SIZE:
+        raise ValueError(f"{a} ** {b} is too large to compute here")
+    if op is ast.LShift and type(b) is int and isinstance(a, int) and a.bit_length() + b > 8 * SIZE:
+        raise ValueError(f"{a} << {b} is too large to compute here")
+    repeated, times = (a, b) if isinstance(b, int) else (b, a)
+    if op is ast.Mult and isinstance(repeated, (str, bytes, tuple, list)) and isinstance(times, int) and \
+            weight(repeated) * times > SIZE:
+        raise ValueError("a repetition too large to compute here")
+    if op is ast.Mod and isinstance(a, (str, bytes)):
+        raise ValueError("no % formatting in a test")
+    return BINARY[op](a, b)
+
+
+def weigh(value):
+    """`value`, if it holds at most SIZE bytes, characters and items (else ValueError)."""
+    if weight(value) > SIZE:
+        raise ValueError("a value too large to check here")
+    return value
+
+
+def weight(value) -> int:
+    """About how many bytes, characters and items `value` holds, a part repeated counted each time (so what comparing
+    or printing it costs); counting stops past SIZE."""
+    if isinstance(value, int):
+        return value.bit_length() // 8
+    if isinstance(value, (str, bytes)):
+        return len(value)
+    if isinstance(value, (tuple, list, set, frozenset, dict)):
+        total = len(value)
+        for item in value.items() if isinstance(value, dict) else value:
+            if total > SIZE:
+                break
+            total += weight(item)
+        return total
+    return 1
+
+
+def passes(claim: ast.expr, values: dict) -> bool:
+    """Whether a test's claim holds, given the program's values."""
     try:
-        if not isinstance(text, str) or len(text) > VALUE_BYTES:
-            return NOT_RUN
-        return ast.literal_eval(compile(text, "<report>", "eval", ast.PyCF_ONLY_AST))
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return NOT_RUN
-
-
-def passes(check, args: list) -> bool:
-    try:
-        return all(a is not NOT_RUN for a in args) and bool(check(*args))
-    except Exception:  # `[1] < 2`: a value of the wrong type fails its test
+        return bool(evaluate(claim, values))
+    except Exception:  # a value of the wrong type or too large, or one the program did not give: the test fails
         return False
 
 
@@ -370,62 +486,10 @@ def code_reward(completion: str, tests: list[str], timeout: float = 4.0, memory_
     program = extract_program(completion)
     if not program:
         return 0.0
-    parsed = [parse_test(t) for t in tests]
-    sources = [source for _, operands in parsed for is_literal, source in operands if not is_literal]
-    values = iter(run_sandboxed(program, sources, timeout, memory_mb))
-    return sum(passes(check, [v if is_literal else next(values) for is_literal, v in operands])
-               for check, operands in parsed) / len(parsed)
-
-
-def run_sandboxed(program: str, expressions: list[str], timeout: float, memory_mb: int) -> list:
-    """Run `program` in a confined child, then evaluate each expression in its namespace: their values, NOT_RUN
-    where one raised or the child had died. After `timeout` seconds the child's whole process group is killed."""
-    import select  # imported here, like the others, so that the child (which runs this file) starts faster
-    import signal
-    import subprocess
-    import tempfile
-    if sys.platform != "linux":
-        raise OSError("the code sandbox needs Linux (README, 'The code sandbox')")
-    tmp = tempfile.mkdtemp(prefix="grpo-sandbox-")
-    try:
-        with open(os.path.join(tmp, "job.json"), "w") as f:
-            json.dump({"program": program, "expressions": expressions, "cpu_seconds": int(timeout) + 1,
-                       "memory_mb": memory_mb}, f)
-        child = subprocess.Popen([sys.executable, "-I", "-S", os.path.abspath(__file__), tmp], cwd=tmp, env={},
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 start_new_session=True)
-        pidfd = os.pidfd_open(child.pid)  # readable when the child exits: no polling loop, as Popen.wait has
-        exits = select.poll()
-        exits.register(pidfd, select.POLLIN)
-        exited = exits.poll(timeout * 1000)
-        os.close(pidfd)
-        if not exited:
-            os.killpg(child.pid, signal.SIGKILL)  # the child's whole process group
-        child.wait()
-        values = [NOT_RUN] * len(expressions)
-        for line in read_report(os.path.join(tmp, "report.jsonl")):
-            try:
-                i, text = json.loads(line)
-            except (ValueError, TypeError, RecursionError):
-                continue
-            if type(i) is int and 0 <= i < len(values) and values[i] is NOT_RUN:  # each value read at most once
-                values[i] = literal(text)
-        return values
-    finally:  # rm, not shutil.rmtree, which recurses: a program that nests 1000 directories would make it raise
-        subprocess.run(["rm", "-rf", "--", tmp], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-
-
-def read_report(path: str) -> list[str]:
-    """The lines of the child's report, if it is a regular file (not a link or FIFO put there by the program),
-    up to REPORT_BYTES."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return []
-    with os.fdopen(fd, "rb") as f:
-        regular = stat.S_ISREG(os.fstat(fd).st_mode)
-        return f.read(REPORT_BYTES).decode("utf-8", "replace").splitlines() if regular else []
+    checks = [parse_test(t) for t in tests]
+    sources = list(dict.fromkeys(s for _, calls in checks for s in calls.values()))  # each evaluated once
+    values = dict(zip(sources, run_sandboxed(program, sources, timeout, memory_mb)))
+    return sum(passes(claim, {node: values[s] for node, s in calls.items()}) for claim, calls in checks) / len(tests)
 
 
 # The accuracy reward of each task, by the name in a row's "task" field; your own goes here too (README, "Your own
@@ -437,7 +501,6 @@ def accuracy_rewards(completions: list[str], rows: list[dict], rewards: dict = A
     """The accuracy reward of each completion against its row, by the row's task. Code rows are scored by a bounded
     pool of threads, each waiting on its own sandboxed child, so a batch of programs runs in parallel; the others
     here, in this thread (math-verify's timeouts work only in the main thread)."""
-    from concurrent.futures import ThreadPoolExecutor  # imported here: see run_sandboxed
     score = lambda i: rewards[rows[i].get("task", "math")](completions[i], **rows[i])  # noqa: E731
     code = [i for i, row in enumerate(rows) if row.get("task") == "code"]
     with ThreadPoolExecutor(workers or os.cpu_count()) as pool:
@@ -520,157 +583,3 @@ def check_code_row(raw: dict) -> None:
         raise ValueError(f"timeout must be a number of seconds in (0, 3600], got {json.dumps(timeout)}")
     if type(memory_mb) is not int or not 64 <= memory_mb <= 1 << 20:
         raise ValueError(f"memory_mb must be an integer from 64 (Python needs that much), got {json.dumps(memory_mb)}")
-
-
-# ------------------------------------------------------------------------------------- the sandbox's child side
-# `python -I -S rewards.py TMP` (started by run_sandboxed): read TMP/job.json, confine this process, run the program
-# as a module named "solution" (so its `if __name__ == "__main__"` block does not run), evaluate each expression in
-# its namespace, and write `[index, repr(value)]` lines to TMP/report.jsonl.
-
-LANDLOCK_CREATE_RULESET, LANDLOCK_ADD_RULE, LANDLOCK_RESTRICT_SELF = 444, 445, 446  # the same on every architecture
-LANDLOCK_READ = 0b1101  # execute, read file, read directory
-LANDLOCK_READ_WRITE = 0b100000000001110  # read file, read directory, write file, truncate: no new files or links
-PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
-# The system calls the child may not make (they fail with EPERM): name: (x86_64 number, aarch64 number or None).
-FORBIDDEN_SYSCALLS = {
-    # new processes and threads
-    "clone": (56, 220), "clone3": (435, 435), "fork": (57, None), "vfork": (58, None), "execve": (59, 221),
-    "execveat": (322, 281),
-    # signals, and acting on other processes (same-uid processes would otherwise allow it)
-    "kill": (62, 129), "tkill": (200, 130), "tgkill": (234, 131), "rt_sigqueueinfo": (129, 138),
-    "rt_tgsigqueueinfo": (297, 240), "pidfd_open": (434, 434), "pidfd_send_signal": (424, 424),
-    "pidfd_getfd": (438, 438), "ptrace": (101, 117), "process_vm_readv": (310, 270),
-    "process_vm_writev": (311, 271), "process_madvise": (440, 440), "process_mrelease": (448, 448),
-    "kcmp": (312, 272), "prlimit64": (302, 261), "setpriority": (141, 140), "sched_setparam": (142, 118),
-    "sched_setscheduler": (144, 119), "sched_setaffinity": (203, 122), "sched_setattr": (314, 274),
-    "ioprio_set": (251, 30), "migrate_pages": (256, 238), "move_pages": (279, 239),
-    # network (socketpair too: with F_SETOWN or FIOSETOWN a socket can signal another process)
-    "socket": (41, 198), "socketpair": (53, 199), "io_uring_setup": (425, 425),
-    # what a file's owner may do that Landlock does not cover (the child of a root trainer owns root's files):
-    # metadata, attributes, extended attributes, locks, space, watching, handles
-    "chmod": (90, None), "fchmod": (91, 52), "fchmodat": (268, 53), "fchmodat2": (452, 452), "chown": (92, None),
-    "fchown": (93, 55), "lchown": (94, None), "fchownat": (260, 54), "utime": (132, None), "utimes": (235, None),
-    "futimesat": (261, None), "utimensat": (280, 88), "file_setattr": (469, 469), "setxattr": (188, 5),
-    "lsetxattr": (189, 6), "fsetxattr": (190, 7), "removexattr": (197, 14), "lremovexattr": (198, 15),
-    "fremovexattr": (199, 16), "setxattrat": (463, 463), "removexattrat": (466, 466), "getxattr": (191, 8),
-    "lgetxattr": (192, 9), "fgetxattr": (193, 10), "listxattr": (194, 11), "llistxattr": (195, 12),
-    "flistxattr": (196, 13), "getxattrat": (464, 464), "listxattrat": (465, 465), "flock": (73, 32),
-    "fallocate": (285, 47), "inotify_init": (253, None), "inotify_init1": (294, 26),
-    "inotify_add_watch": (254, 27), "fanotify_init": (300, 262), "fanotify_mark": (301, 263),
-    "name_to_handle_at": (303, 264), "open_by_handle_at": (304, 265), "cachestat": (451, 451),
-    # System V and POSIX IPC, kernel keys: state shared with other processes or outliving the child
-    "shmget": (29, 194), "shmat": (30, 196), "shmctl": (31, 195), "shmdt": (67, 197), "semget": (64, 190),
-    "semop": (65, 193), "semctl": (66, 191), "semtimedop": (220, 192), "msgget": (68, 186), "msgsnd": (69, 189),
-    "msgrcv": (70, 188), "msgctl": (71, 187), "mq_open": (240, 180), "mq_unlink": (241, 181),
-    "mq_timedsend": (242, 182), "mq_timedreceive": (243, 183), "mq_notify": (244, 184),
-    "mq_getsetattr": (245, 185), "add_key": (248, 217), "request_key": (249, 218), "keyctl": (250, 219),
-    # namespaces
-    "unshare": (272, 97), "setns": (308, 268),
-}
-# Calls allowed only with these commands (their second argument): fcntl's descriptor flags and duplication (not
-# F_SETOWN, F_SETSIG, leases, locks), and ioctl's terminal queries and close-on-exec (not file attributes).
-ALLOWED_COMMANDS = {"fcntl": ((72, 25), (0, 1, 2, 3, 4, 1030)),
-                    "ioctl": ((16, 29), (0x5401, 0x5413, 0x541B, 0x5450, 0x5451))}
-AUDIT_ARCH = {"x86_64": (0, 0xC000003E), "aarch64": (1, 0xC00000B7)}  # the column above, and the arch seccomp sees
-
-
-def confine(tmp: str, cpu_seconds: int, memory_mb: int) -> None:
-    """Everything the child may not do, applied to itself before the program runs (README, "The code sandbox")."""
-    import ctypes
-    import resource
-    for limit, value in ((resource.RLIMIT_CPU, cpu_seconds), (resource.RLIMIT_AS, memory_mb << 20),
-                         (resource.RLIMIT_FSIZE, REPORT_BYTES), (resource.RLIMIT_NOFILE, 64),
-                         (resource.RLIMIT_NPROC, 0), (resource.RLIMIT_CORE, 0)):
-        resource.setrlimit(limit, (value, value))
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # required by both Landlock and seccomp, and final
-    if os.geteuid() == 0:  # root's capabilities would override the limits below: keep uid 0 (it may own Python's
-        for capability in range(64):  # files), empty the bounding set (PR_CAPBSET_DROP), then drop every capability
-            libc.prctl(24, capability, 0, 0, 0)
-        header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # capset, version 3
-        if libc.capset(header, (ctypes.c_uint32 * 6)()) != 0:
-            raise OSError(ctypes.get_errno(), "capset")
-    restrict_files(ctypes, libc, tmp)
-    forbid_syscalls(ctypes, libc)
-
-
-def restrict_files(ctypes, libc, tmp: str) -> None:
-    """Landlock (Linux 5.13+, no root needed): read Python's standard library, read and write the files already in
-    the temp dir, nothing else on the file system; from ABI 4 no TCP, from ABI 6 no signal to any process outside
-    the sandbox. Skipped where the kernel has no Landlock (the README says what that leaves)."""
-    syscall = lambda *args: libc.syscall(*map(ctypes.c_long, args))  # noqa: E731
-    abi = syscall(LANDLOCK_CREATE_RULESET, 0, 0, 1)  # flag 1: ask for the ABI version
-    if abi < 1:
-        return
-    handled = (1 << {1: 13, 2: 14, 3: 15, 4: 15}.get(abi, 16)) - 1  # every file-system right this ABI knows
-    ruleset_attr = (ctypes.c_uint64 * 3)(handled, 0b11 if abi >= 4 else 0, 0b11 if abi >= 6 else 0)
-    ruleset = syscall(LANDLOCK_CREATE_RULESET, ctypes.addressof(ruleset_attr), ctypes.sizeof(ruleset_attr), 0)
-
-    class PathBeneath(ctypes.Structure):
-        _pack_ = 1
-        _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
-
-    for path, access in [(p, LANDLOCK_READ) for p in sys.path if os.path.isdir(p)] + [(tmp, LANDLOCK_READ_WRITE)]:
-        rule = PathBeneath(access & handled, os.open(path, os.O_PATH | os.O_CLOEXEC))
-        if syscall(LANDLOCK_ADD_RULE, ruleset, 1, ctypes.addressof(rule), 0) != 0:
-            raise OSError(ctypes.get_errno(), f"landlock_add_rule {path}")
-        os.close(rule.parent_fd)
-    if ruleset < 0 or syscall(LANDLOCK_RESTRICT_SELF, ruleset, 0) != 0:
-        raise OSError(ctypes.get_errno(), "landlock")
-
-
-def forbid_syscalls(ctypes, libc) -> None:
-    """seccomp: fail with EPERM each FORBIDDEN_SYSCALLS call, the commands ALLOWED_COMMANDS leaves out, and every
-    call made through another ABI (i386, x32), which would get around the list. A classic BPF program."""
-    if os.uname().machine not in AUDIT_ARCH:
-        return
-    column, arch = AUDIT_ARCH[os.uname().machine]
-    LOAD, EQUAL, AT_LEAST, RETURN = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_JMP|JGE|K, BPF_RET|K
-    ALLOW, DENY = (RETURN, 0, 0, 0x7FFF0000), (RETURN, 0, 0, 0x00050000 | errno.EPERM)
-    program = [(LOAD, 0, 0, 4), (EQUAL, 0, "deny", arch), (LOAD, 0, 0, 0), (AT_LEAST, "deny", 0, 0x40000000)]
-    program += [(EQUAL, "deny", 0, n[column]) for n in FORBIDDEN_SYSCALLS.values() if n[column] is not None]
-    for name, (numbers, commands) in ALLOWED_COMMANDS.items():  # load args[1], the command, only for this call
-        program += [(EQUAL, 0, name, numbers[column]), (LOAD, 0, 0, 24)]
-        program += [(EQUAL, "allow", 0, command) for command in commands] + [DENY, name]
-    program += ["allow", ALLOW, "deny", DENY]
-    code, labels = [], {}  # a string labels the instruction after it; jumps count from the next instruction
-    for item in program:
-        if isinstance(item, str):
-            labels[item] = len(code)
-        else:
-            code.append(item)
-    jump = lambda to, i: labels[to] - i - 1 if to else 0  # noqa: E731
-    code = [(c, jump(t, i), jump(f, i), k) for i, (c, t, f, k) in enumerate(code)]
-
-    class Instruction(ctypes.Structure):
-        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
-
-    class Program(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Instruction))]
-
-    instructions = (Instruction * len(code))(*code)
-    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(Program(len(code), instructions)), 0, 0):
-        raise OSError(ctypes.get_errno(), "seccomp")
-
-
-def run_job(tmp: str) -> None:
-    with open(os.path.join(tmp, "job.json")) as f:
-        job = json.load(f)
-    report = open(os.path.join(tmp, "report.jsonl"), "w")
-    confine(tmp, job["cpu_seconds"], job["memory_mb"])
-    namespace = {"__name__": "solution"}
-    try:
-        exec(compile(job["program"], "solution.py", "exec"), namespace)
-    except BaseException:  # SystemExit too: a program that stops before the tests passes none of them
-        return
-    for i, source in enumerate(job["expressions"]):
-        try:
-            report.write(json.dumps([i, repr(eval(source, namespace))]) + "\n")
-            report.flush()
-        except BaseException:  # this test fails; the next one still runs
-            continue
-
-
-if __name__ == "__main__":
-    run_job(sys.argv[1])

@@ -1,6 +1,7 @@
 """The code reward and its sandbox: right programs pass, and hostile ones score 0 (or their honest partial score),
 end within the timeout plus a small bound, and leave this test process as it was."""
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -10,7 +11,8 @@ import time
 
 import pytest
 
-from rewards import VALUE_BYTES, accuracy_rewards, code_reward, extract_program, parse_test
+from rewards import accuracy_rewards, code_reward, extract_program, parse_test
+from sandbox import VALUE_BYTES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 2.0
@@ -55,8 +57,7 @@ def test_each_test_form_is_checked_here(tmp_path):
     assert run(program, tests) == 7 / 8
 
 
-@pytest.mark.parametrize("test", ["add(1, 2) == 3", "assert 1 < add(1, 2) < 4", "assert add(1, 2) in (3,)",
-                                  "assert True\nassert False", "import os", "assert add(1, 2) == 1 + 2",
+@pytest.mark.parametrize("test", ["add(1, 2) == 3", "assert True\nassert False", "import os",
                                   "assert add(1, 2) == add(2, 1)"])
 def test_unsupported_tests_are_refused_up_front(test):
     with pytest.raises(ValueError, match="test"):
@@ -151,7 +152,7 @@ def test_printing_or_writing_what_success_looks_like_passes_nothing():
     assert run(forged + "\ndef add(a, b):\n    return 0\nimport os\nos._exit(0)\n") == 0.0
     # The report is a file in the temp dir, so the program can write it; but it holds values, not verdicts, and the
     # expected values never reach the child: a forged report must guess them.
-    report = "open('report.jsonl', 'w').write(''.join(f'[{i}, \"True\"]\\n' for i in range(3)))\nimport os\nos._exit(0)\n"
+    report = "open('report', 'w').write('[]\\n' + 'True\\n' * 3)\nimport os\nos._exit(0)\n"
     assert run("def add(a, b):\n    return 0\n" + report) == 0.0
 
 
@@ -220,13 +221,14 @@ def test_nothing_outlives_the_child():
 def test_a_hostile_report_is_read_quickly():
     colliding = "{" + ", ".join(str((2**61 - 1) * i) for i in range(1, 40000)) + "}"  # every hash is 0
     for value in [colliding, "{" + colliding[1:3000] + "}", "[" + "0," * 500_000 + "]", "(" * 100_000]:
-        report = f"import json, os\nopen('report.jsonl', 'w').write(json.dumps([0, {value!r}]))\nos._exit(0)\n"
+        report = f"import os\nopen('report', 'w').write('[]\\n' + {value!r} + '\\n')\nos._exit(0)\n"
         assert run("def add(a, b):\n    return None\n" + report) == 0.0
 
 
 def test_reading_a_report_prints_no_warnings():
     """pytest resets warning filters inside tests, so this runs where the trainer would: in a process of its own."""
-    code = "import rewards\nassert rewards.literal('[0x1for]') is rewards.NOT_RUN\nassert rewards.literal(r'\"\\d\"') == '\\\\d'"
+    code = ("import sandbox\nassert sandbox.literal(b'[0x1for]') is sandbox.NOT_RUN\n"
+            "assert sandbox.literal(rb'\"\\d\"') == '\\\\d'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0 and done.stderr == ""
 
@@ -256,7 +258,7 @@ def syscall(number: int, *args) -> str:
     ("ioctl FS_IOC_GETFLAGS, as a stand-in for SETFLAGS", "fcntl.ioctl(os.open(os.__file__, os.O_RDONLY), 0x80086601, b'\\0' * 8)"),
     ("a lease that would stall other processes opening the file", "fcntl.fcntl(os.open(os.__file__, os.O_RDONLY), 1024, fcntl.F_RDLCK)"),
     ("flock", "fcntl.flock(os.open(os.__file__, os.O_RDONLY), fcntl.LOCK_EX)"),
-    ("fallocate past RLIMIT_FSIZE", "fd = os.open('report.jsonl', os.O_WRONLY)\n" + syscall(285, "fd", 1, 0, 20 << 30)),
+    ("fallocate past RLIMIT_FSIZE", "fd = os.open('report', os.O_WRONLY)\n" + syscall(285, "fd", 1, 0, 20 << 30)),
     ("getxattr", "os.getxattr(VICTIM, 'user.x')"),
     ("inotify", syscall(294, 0)),
     ("shmctl on a segment that exists", syscall(31, "SEGMENT", 0, 0)),  # IPC_RMID
@@ -275,14 +277,28 @@ def test_calls_a_file_owner_could_make_fail(name, call, tmp_path):
     assert os.stat(victim).st_mode & 0o7777 == 0o4755
 
 
+@pytest.mark.parametrize("name, call", [
+    ("memfd_create", "os.memfd_create('x')"),
+    ("memfd_secret", syscall(447, 0)),
+    ("an unnamed file in the temp dir (O_TMPFILE)", "os.open('.', os.O_TMPFILE | os.O_RDWR)"),
+    ("openat2, whose flags seccomp cannot see", syscall(437, -100, "b'.'", 0, 0)),
+    ("perf_event_open", syscall(298, 0, 0, -1, -1, 0)),
+    ("userfaultfd (user-mode faults only: allowed to anyone)", syscall(323, 1)),
+    ("io_setup", "ctx = ctypes.c_ulong()\n" + syscall(206, 1, "ctypes.byref(ctx)")),
+    ("sync, which would flush every disk of the machine", syscall(162)),
+])
+def test_calls_that_hold_memory_or_disk_or_reach_the_kernel_fail(name, call):
+    assert run(probe(call), ["assert attempt() == 1"]) == 1.0, name  # EPERM
+
+
 def test_the_probe_can_see_a_call_that_works():
     assert run(probe("os.getpid()"), ["assert attempt() == 0"]) == 1.0
 
 
 def test_a_report_of_many_slow_lines_costs_little():
     colliding = "{" + ", ".join(f"{-1000003 * b}+{b}j" for b in range(1, 3000)) + "}"[:VALUE_BYTES]
-    report = ("import json, os\nline = json.dumps([0, " + repr(colliding[:VALUE_BYTES - 1] + "}") + "]) + '\\n'\n"
-              "open('report.jsonl', 'w').write(line * 30)\nos._exit(0)\n")
+    report = ("import os\nline = " + repr(colliding[:VALUE_BYTES - 1] + "}") + " + '\\n'\n"
+              "open('report', 'w').write('[]\\n' + line * 30)\nos._exit(0)\n")
     assert run("def add(a, b):\n    return None\n" + report) == 0.0
 
 
@@ -299,3 +315,268 @@ def test_a_trainer_with_many_open_files_still_scores():
         for fd in fds:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+# ----------------------------------------------------------------- tests split between the child and the parent
+# The child evaluates only the program's values (f(2), Solution().solve(...), f(2).strip()) and sends back literals;
+# the rest of each test is evaluated here. These are the forms real code datasets (MBPP) use.
+
+FORMS = ["assert math.isclose(area(2), 12.566370614359172)", "assert abs(area(2) - 12.566) < 1e-3",
+         "assert square(3) - 9 == 0", "assert square(1) == 1 + 0", "assert 1 < square(2) < 5",
+         "assert square(2) in (3, 4)", "assert round(area(1), 2) == 3.14", "assert sorted(pair(2)) == [2, 4]",
+         "assert math.isclose(area(1), 3.14159, rel_tol=1e-3) and square(2) == 4", "assert square(3) >= 3 ** 2"]
+AREA = ("import math\ndef area(r):\n    return math.pi * r * r\n"
+        "def square(x):\n    return x * x\ndef pair(x):\n    return (x * 2, x)\n")
+# Every operator and builtin a test could run in the child, rigged to say "pass"; the values it returns are 0.
+RIGGED = ("import builtins, math\n"
+          "class Anything(float):\n"
+          "    def __eq__(self, other):\n        return True\n"
+          "    __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __contains__ = __bool__ = __eq__\n"
+          "    def __sub__(self, other):\n        return Anything(0)\n"
+          "    __add__ = __radd__ = __rsub__ = __mul__ = __abs__ = __round__ = __sub__\n"
+          "    __hash__ = float.__hash__\n"
+          "math.isclose = lambda *a, **k: True\n"
+          "builtins.abs = builtins.round = builtins.sorted = lambda *a, **k: Anything(0)\n"
+          "def area(r):\n    return Anything(0)\nsquare = area\ndef pair(x):\n    return Anything(0)\n")
+
+
+def test_numeric_tests_are_checked_here_and_cannot_be_rigged():
+    assert run(AREA, FORMS) == 1.0
+    assert run(AREA.replace("x * x", "x + x"), FORMS) == 0.7  # square is wrong at 1 and 3, right at 2
+    assert run(RIGGED, FORMS) == 0.0
+
+
+@pytest.mark.parametrize("test, sent", [
+    ("assert abs(area(2) - 12.566) < 1e-6", ["area(2)"]),
+    ("assert math.isclose(f(1), 0.5, rel_tol=1e-9)", ["f(1)"]),
+    ("assert 1 < f(2) < 4", ["f(2)"]),
+    ("assert len(f('ab').strip()) == 2", ["f('ab').strip()"]),  # a method of the program's value: in the child
+    ("assert Solution().solve([2, 7], 9) == [0, 1]", ["Solution().solve([2, 7], 9)"]),
+    ("assert f(g(1) + 2)[0] - f(0)[1] == 4", ["f(g(1) + 2)[0]", "f(0)[1]"]),  # a program value's inputs go along
+])
+def test_the_child_is_sent_only_the_programs_values(test, sent):
+    assert list(parse_test(test)[1].values()) == sent
+
+
+@pytest.mark.parametrize("test, reason", [
+    ("assert f(1) == 10 ** 10 ** 10", "too large"),
+    ("assert f(1) == [0] * 10 ** 9", "too large"),
+    ("assert f(1) == [[0] * 60000] * 60000", "too large"),
+    ("assert f(1) == 1 << 10 ** 10", "too large"),
+    ("assert f(1) == 'x' * 60000 + 'x' * 60000", "too large"),  # each part fits, the sum does not
+    ("assert f(1) == '%*d' % (10 ** 9, 1)", "formatting"),
+    ("assert f(1) == 1 / 0", "division by zero"),
+    ("assert str(f(1)).strip() == '1'", "methods only on the program's values"),
+    ("assert sorted(f(1), key=len) == []", "no keyword"),
+    ("assert [x for x in f(1)] == []", "ListComp is not evaluated"),
+    ("assert f(1) == f(2)", "a side computed without the program"),
+    ("assert len([1]) == 1", "must use the program"),
+    pytest.param("assert f(1) == " + "-" * 100_000 + "1", "one assert statement", id="deep nesting"),
+])
+def test_a_test_that_cannot_be_checked_here_is_refused_with_the_reason(test, reason):
+    with pytest.raises(ValueError, match=reason):
+        parse_test(test)
+
+
+def test_a_refused_test_is_reported_at_its_file_and_line(tmp_path):
+    from grpo import DataError, load_rows
+    rows = [{"prompt": "p", "tests": ["assert f(1) == 1"]}, {"prompt": "p", "tests": ["assert f(1) == 10 ** 10 ** 10"]}]
+    (tmp_path / "code.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(DataError, match=r"code\.jsonl:2: the test .* cannot be checked: .* too large"):
+        load_rows(str(tmp_path / "code.jsonl"))
+
+
+def test_values_from_the_child_cannot_make_the_parent_work_long():
+    program = "def f(x):\n    return 'x' * 30_000 if x else [0] * 5_000\n"
+    tests = ["assert f(1) * 10 ** 6 == ''", "assert [f(1)] * 10 ** 5 == []", "assert set(f(0) * 10 ** 4) == set()",
+             "assert round(f(0)[0], -10 ** 9) == 0", "assert f(1) + f(1) != 'x'"]
+    assert run(program, tests) == 0.2  # the last holds; the others are refused while they run, not computed
+
+
+# ------------------------------------------------------------------ memory and disk the rlimits do not count
+HOLD = ("import ctypes, os, time\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.mmap.restype = ctypes.c_void_p\n"
+        "libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t] + [ctypes.c_int] * 3 + [ctypes.c_long]\n"
+        "for _ in range(1024):  # 1 MiB a file, each held by a one-page mapping after its descriptor is closed\n"
+        "    try:\n        fd = OPEN\n        assert fd >= 0\n        os.write(fd, b'x' * (1 << 20))\n"
+        "    except (OSError, AssertionError):\n        break\n    libc.mmap(None, 4096, 1, 1, fd, 0)\n"
+        "    os.close(fd)\ntime.sleep(60)  # holding it all until killed\n")
+
+
+def peak_growth(work, measure) -> tuple:
+    """work()'s result, and the largest growth of measure() seen (every 20 ms) while it ran in a thread."""
+    import threading
+    before, peak, result = measure(), [0], []
+    thread = threading.Thread(target=lambda: result.append(work()))
+    thread.start()
+    while thread.is_alive():
+        peak[0] = max(peak[0], measure() - before)
+        time.sleep(0.02)
+    thread.join()
+    return result[0], peak[0]
+
+
+def shared_memory_mib() -> int:
+    """The RAM held in memory files and tmpfs, system-wide (/proc/meminfo's Shmem)."""
+    return next(int(line.split()[1]) >> 10 for line in open("/proc/meminfo") if line.startswith("Shmem:"))
+
+
+@pytest.mark.parametrize("open_call", ["libc.memfd_create(b'x', 0)", "os.memfd_create('x')"])
+def test_memory_files_cannot_hold_ram_past_the_memory_limit(open_call):
+    program = HOLD.replace("OPEN", open_call) + ADD
+    score, held = peak_growth(lambda: code_reward(answer(program), ADD_TESTS, timeout=3, memory_mb=128),
+                              shared_memory_mib)
+    assert score == 0.0 and held < 64, f"the child held {held} MiB of RAM beyond RLIMIT_AS (128 MiB)"
+
+
+SCENARIO = """
+import json, os, subprocess, sys, tempfile, threading, time
+from rewards import accuracy_rewards, code_reward
+disk, (hostile_program, honest_program, TESTS) = sys.argv[1], json.loads(sys.argv[2])
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", disk], check=True)  # a small disk of our own
+tempfile.tempdir = disk
+used = lambda: (lambda s: (s.f_blocks - s.f_bfree) * s.f_frsize >> 20)(os.statvfs(disk))
+def score(completion):
+    try:
+        return code_reward(completion, TESTS, timeout=4)
+    except Exception as e:
+        return repr(e)
+result, peak = {}, 0
+hostile = threading.Thread(target=lambda: result.update(hostile=score(hostile_program)))
+hostile.start()
+start = time.time()
+while time.time() - start < 1.5:  # the hostile program fills what it can, then waits for its timeout
+    peak = max(peak, used())
+    time.sleep(0.02)
+result["sibling"] = score(honest_program)  # an honest program beside it
+hostile.join()
+result.update(peak_mib=peak, left=os.listdir(disk))
+with open(os.path.join(disk, "filler"), "wb") as f:  # a full disk: no room for an honest program's job
+    try:
+        while True:
+            f.write(b"x" * (1 << 16))
+            f.flush()
+    except OSError:
+        pass
+rows = [{"task": "code", "tests": TESTS}, {"task": "math", "answer": "3"}]
+try:
+    result["full"] = accuracy_rewards([honest_program, "<answer>3</answer>"], rows)
+except Exception as e:
+    result["full"] = repr(e)
+result["left_full"] = os.listdir(disk)
+tempfile.tempdir = os.path.join(disk, "gone")  # no temp dir at all
+result["no_dir"] = score(honest_program)
+print(json.dumps(result))
+"""
+
+
+def test_a_program_cannot_fill_the_disk_and_a_full_disk_costs_only_a_score(tmp_path):
+    """On a 16 MiB tmpfs of its own (a private mount namespace, so nothing leaks if the test dies): unnamed files
+    (O_TMPFILE, held by one-page mappings) fill nothing, a sibling still scores, and when the disk is full or the temp
+    dir missing an honest program scores 0 and the batch goes on."""
+    hostile = answer(HOLD.replace("OPEN", "os.open('.', os.O_TMPFILE | os.O_RDWR)") + ADD)
+    unshare = ["unshare", "--mount"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
+    done = subprocess.run(unshare + [sys.executable, "-c", SCENARIO, str(tmp_path),
+                                     json.dumps([hostile, answer(ADD), ADD_TESTS])],
+                          cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=60)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["hostile"] == 0.0 and result["peak_mib"] < 4, result
+    assert result["sibling"] == 1.0 and result["left"] == [], result
+    assert result["full"] == [0.0, 1.0] and result["left_full"] == ["filler"], result
+    assert result["no_dir"] == 0.0, result
+
+
+# --------------------------------------------------------------------- the parent's work, bounded by the tests
+FLOODS = ["\\n" * (1 << 20), "[\\n" * (1 << 19)]  # a 1 MiB report of empty lines, and one of junk lines
+
+
+def test_a_flooded_report_costs_the_parent_little_and_no_sibling_its_score():
+    flood = ("import os\nfor name in os.listdir('.'):  # the report, whatever its name\n"
+             "    if name != 'job.json':\n        open(name, 'w').write('{}')\nos._exit(0)\n")
+    rows = [{"task": "code", "tests": ADD_TESTS, "timeout": 0.5}] * 4
+    start = time.perf_counter()
+    assert accuracy_rewards([answer(ADD)] * 2, rows[:2], workers=2) == [1.0, 1.0]
+    honest = time.perf_counter() - start
+    batch = [answer(flood.format(FLOODS[0])), answer(ADD), answer(flood.format(FLOODS[1])), answer(ADD)]
+    start = time.perf_counter()
+    assert accuracy_rewards(batch, rows, workers=2) == [0.0, 1.0, 0.0, 1.0]
+    assert time.perf_counter() - start < 3 * honest + 1.5  # about the honest time: the floods are not parsed
+
+
+# -------------------------------------------------------------------------------- fail-closed, and its switch
+WITHOUT_LANDLOCK = """
+import ctypes, json, sys
+# A seccomp filter on this process and every child it starts: landlock_create_ruleset (444 on x86_64 and aarch64)
+# fails with ENOSYS, so to them this kernel has no Landlock. Outside the sandbox: a program inside cannot set it.
+class Instruction(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+class Program(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Instruction))]
+code = [(0x20, 0, 0, 0), (0x15, 0, 1, 444), (0x06, 0, 0, 0x50000 | 38), (0x06, 0, 0, 0x7FFF0000)]
+libc = ctypes.CDLL(None)
+libc.prctl(38, 1, 0, 0, 0)
+assert libc.prctl(22, 2, ctypes.byref(Program(len(code), (Instruction * len(code))(*code))), 0, 0) == 0
+import sandbox
+from rewards import code_reward
+outside, program = sys.argv[1], sys.argv[2]
+result = {"missing": sandbox.missing_layers()}
+try:
+    code_reward(program, ["assert leak() == 'hunter2'"])
+except sandbox.SandboxError as e:
+    result["refused"] = str(e)
+probe = sandbox.missing_layers
+sandbox.missing_layers = lambda: ()  # a parent that did not check: the child still refuses to run the program
+result["unchecked"] = code_reward(program, ["assert leak() == 'hunter2'"])
+result["written_unchecked"] = __import__("os").path.exists(outside)
+sandbox.missing_layers = probe
+sandbox.require_layers(weak_ok=True)  # the user accepts weaker isolation
+result["weak"] = code_reward(program, ["assert leak() == 'hunter2'"])
+result["written_weak"] = __import__("os").path.exists(outside)
+print(json.dumps(result))
+"""
+
+
+def test_without_landlock_the_code_reward_refuses_unless_weaker_isolation_is_accepted(tmp_path):
+    secret, outside = tmp_path / "answers.jsonl", tmp_path / "escaped.txt"
+    secret.write_text("hunter2")
+    program = answer(f"open({str(outside)!r}, 'w').write('x')\ndef leak():\n    return open({str(secret)!r}).read()\n")
+    done = subprocess.run([sys.executable, "-c", WITHOUT_LANDLOCK, str(outside), program], cwd=ROOT,
+                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=60)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["missing"] == ["landlock"]
+    assert "landlock" in result["refused"] and "--allow-weak-sandbox" in result["refused"]
+    assert result["unchecked"] == 0.0 and not result["written_unchecked"]  # the child ran nothing
+    assert "warning: the code sandbox runs without landlock" in done.stderr
+    assert result["weak"] == 1.0 and result["written_weak"]  # accepted: it runs, and is as weak as the README says
+
+
+def test_the_trainer_checks_the_sandbox_before_any_step(model_dir, tmp_path, monkeypatch, capsys):
+    import grpo
+    import sandbox
+    monkeypatch.setattr(sandbox, "missing_layers", lambda: ("seccomp",))
+    monkeypatch.setattr(sandbox, "accepted", set())
+    args = ["--model", model_dir, "--data", os.path.join(ROOT, "data", "examples", "code.jsonl"), "--steps", "1",
+            "--G", "2", "--prompts-per-step", "1", "--max-new-tokens", "4", "--save-every", "0"]
+    with pytest.raises(SystemExit, match="grpo.py: error: the code sandbox cannot apply seccomp"):
+        grpo.main(args + ["--out", str(tmp_path / "refused")])
+    assert not (tmp_path / "refused").exists()  # before the model loads, let alone a step
+    grpo.main(args + ["--out", str(tmp_path / "weak"), "--allow-weak-sandbox"])
+    assert "warning: the code sandbox runs without seccomp" in capsys.readouterr().err
+    assert (tmp_path / "weak" / "metrics.jsonl").exists()
+
+
+# ------------------------------------------------------------------------------------------------ the extras
+
+
+def test_a_crashing_child_leaves_no_core_dump_for_any_handler():
+    program = "import ctypes\ndef dumpable():\n    return ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)\n"  # PR_GET_DUMPABLE
+    assert run(program, ["assert dumpable() == 0"]) == 1.0
+
+
+def test_the_seccomp_program_refuses_a_jump_past_8_bits(tmp_path):
+    code = ("import sandbox, ctypes\nsandbox.FORBIDDEN_SYSCALLS.update({f'x{n}': (n, n) for n in range(1000, 1300)})\n"
+            "try:\n    sandbox.forbid_syscalls(ctypes, ctypes.CDLL(None, use_errno=True), '')\n"
+            "except AssertionError as e:\n    print(e)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert "a BPF jump is 8 bits" in done.stdout, done.stderr

@@ -1,0 +1,250 @@
+"""Run a program confined, evaluate expressions in its namespace, return their values as literals. Knows no rewards.
+
+run_sandboxed starts `python -I -S sandbox.py TMP`, which reads TMP/job.json, confines itself (README, "The code
+sandbox"), runs the program and writes TMP/report: the layers it could not apply, then each expression's repr on a
+line. The parent reads a line per expression at most, VALUE_BYTES each, as a literal: its work is bounded by the job."""
+import functools
+import itertools
+import json
+import os
+import re
+import stat
+import struct
+import sys
+import warnings
+
+VALUE_BYTES = 1 << 15  # the longest repr read back: a set literal of colliding hashes reads in O(n^2)
+NOT_RUN = object()  # the value of an expression that raised, was not a literal, or was not reached
+LAYERS = {"landlock": "the program can read and write every file the trainer can (the dataset's answers too)",
+          "seccomp": "the program can open sockets, signal processes and hold memory and disk the rlimits miss"}
+accepted = set()  # the missing layers the user accepted (require_layers(weak_ok=True)); the child runs without them
+warnings.filterwarnings("ignore", module="<report>")  # a report's "0x1for" must not print warnings in the trainer
+
+# ------------------------------------------------------------------------------------------------ the child
+LANDLOCK_CREATE_RULESET, LANDLOCK_ADD_RULE, LANDLOCK_RESTRICT_SELF = 444, 445, 446  # the same on every architecture
+LANDLOCK_READ = 0b1101  # execute, read file, read directory
+LANDLOCK_READ_WRITE = 0b100000000001110  # read file, read directory, write file, truncate: no new files or links
+LANDLOCK_QUIET = 0b101  # ABI 7: log no denial to audit, of this domain (same exec) or of any it nests
+PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 4, 38, 22, 2
+NEWEST_SYSCALL = 469  # file_setattr (Linux 6.17): calls added later fail with ENOSYS (README: why a deny-list)
+# The calls the child may not make (they fail with EPERM), as name:x86_64/aarch64 numbers (- where it has none).
+FORBIDDEN_SYSCALLS = {name: tuple(None if n == "-" else int(n) for n in numbers.split("/"))
+                      for name, numbers in re.findall(r"(\w+):([\d-]+/[\d-]+)", """
+Processes and threads: clone:56/220 clone3:435/435 fork:57/- vfork:58/- execve:59/221 execveat:322/281. Acting on other
+processes (same-uid ones would otherwise allow it): kill:62/129 tkill:200/130 tgkill:234/131 rt_sigqueueinfo:129/138
+rt_tgsigqueueinfo:297/240 pidfd_open:434/434 pidfd_send_signal:424/424 pidfd_getfd:438/438 ptrace:101/117
+process_vm_readv:310/270 process_vm_writev:311/271 process_madvise:440/440 process_mrelease:448/448 kcmp:312/272
+prlimit64:302/261 setpriority:141/140 sched_setparam:142/118 sched_setscheduler:144/119 sched_setaffinity:203/122
+sched_setattr:314/274 ioprio_set:251/30 migrate_pages:256/238 move_pages:279/239. The network (by F_SETOWN a socket
+pair can signal): socket:41/198 socketpair:53/199. What a file's owner may do that Landlock does not cover (root's
+child owns root's files), and open and openat2 (seccomp checks only openat's flags): chmod:90/- fchmod:91/52
+fchmodat:268/53 fchmodat2:452/452 chown:92/- fchown:93/55 lchown:94/- fchownat:260/54 utime:132/- utimes:235/-
+futimesat:261/- utimensat:280/88 file_setattr:469/469 setxattr:188/5 lsetxattr:189/6 fsetxattr:190/7 removexattr:197/14
+lremovexattr:198/15 fremovexattr:199/16 setxattrat:463/463 removexattrat:466/466 getxattr:191/8 lgetxattr:192/9
+fgetxattr:193/10 listxattr:194/11 llistxattr:195/12 flistxattr:196/13 getxattrat:464/464 listxattrat:465/465
+flock:73/32 fallocate:285/47 inotify_init:253/- inotify_init1:294/26 inotify_add_watch:254/27 fanotify_init:300/262
+fanotify_mark:301/263 name_to_handle_at:303/264 open_by_handle_at:304/265 cachestat:451/451 openat2:437/437 open:2/-.
+Memory and disk the rlimits miss: memfd_create:319/279 memfd_secret:447/447 io_setup:206/0 io_uring_setup:425/425
+io_uring_enter:426/426 io_uring_register:427/427. IPC and keys (shared, or outliving the child): shmget:29/194
+shmat:30/196 shmctl:31/195 shmdt:67/197 semget:64/190 semop:65/193 semctl:66/191 semtimedop:220/192 msgget:68/186
+msgsnd:69/189 msgrcv:70/188 msgctl:71/187 mq_open:240/180 mq_unlink:241/181 mq_timedsend:242/182
+mq_timedreceive:243/183 mq_notify:244/184 mq_getsetattr:245/185 add_key:248/217 request_key:249/218 keyctl:250/219. The
+kernel's machinery (counters, BPF, faults, LDT, flushing every disk, its log): perf_event_open:298/241 bpf:321/280
+userfaultfd:323/282 modify_ldt:154/- sync:162/81 syncfs:306/267 syslog:103/116 personality:135/92. Root's powers
+(dropped too: a second lock) and the mount table: unshare:272/97 setns:308/268 mount:165/40 umount2:166/39
+pivot_root:155/41 chroot:161/51 open_tree:428/428 move_mount:429/429 fsopen:430/430 fsconfig:431/431 fsmount:432/432
+fspick:433/433 mount_setattr:442/442 open_tree_attr:467/467 statmount:457/457 listmount:458/458 init_module:175/105
+finit_module:313/273 delete_module:176/106 kexec_load:246/104 kexec_file_load:320/294 swapon:167/224 swapoff:168/225
+reboot:169/142 settimeofday:164/170 clock_settime:227/112 clock_adjtime:305/266 adjtimex:159/171 sethostname:170/161
+setdomainname:171/162 quotactl:179/60 quotactl_fd:443/443 acct:163/89 iopl:172/- ioperm:173/-
+lsm_set_self_attr:460/460.
+""")}
+# Calls allowed only with these commands (their second argument): fcntl's descriptor flags and duplication (not
+# F_SETOWN, F_SETSIG, F_SETPIPE_SZ, leases, locks), and ioctl's terminal queries and close-on-exec (not attributes).
+ALLOWED_COMMANDS = {"fcntl": ((72, 25), (0, 1, 2, 3, 4, 1030)),
+                    "ioctl": ((16, 29), (0x5401, 0x5413, 0x541B, 0x5450, 0x5451))}
+OPENAT, O_TMPFILE = (257, 56), 0o20000000  # openat is refused with O_TMPFILE: an unnamed file, which Landlock allows
+AUDIT_ARCH = {"x86_64": (0, 0xC000003E), "aarch64": (1, 0xC00000B7)}  # the column above, and the arch seccomp sees
+
+
+def confine(tmp: str, cpu_seconds: int, memory_mb: int) -> list[str]:
+    """Everything the child may not do, applied to itself before the program runs; the layers it could not apply."""
+    import ctypes
+    import resource
+    for limit, value in ((resource.RLIMIT_CPU, cpu_seconds), (resource.RLIMIT_AS, memory_mb << 20),
+                         (resource.RLIMIT_FSIZE, 1 << 20), (resource.RLIMIT_NOFILE, 64),
+                         (resource.RLIMIT_NPROC, 0), (resource.RLIMIT_CORE, 1)):  # 1, not 0: no pipe core handler
+        resource.setrlimit(limit, (value, value))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # no core dump at all: core_pattern's handler would run as root
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # required by both Landlock and seccomp, and final
+    if os.geteuid() == 0:  # root's capabilities would override the limits below: keep uid 0 (it may own Python's
+        for capability in range(64):  # files), empty the bounding set (PR_CAPBSET_DROP), then drop every capability
+            libc.prctl(24, capability, 0, 0, 0)
+        if libc.capset((ctypes.c_uint32 * 2)(0x20080522, 0), (ctypes.c_uint32 * 6)()) != 0:  # capset, version 3
+            raise OSError(ctypes.get_errno(), "capset")
+    missing = []
+    for name, layer in (("landlock", restrict_files), ("seccomp", forbid_syscalls)):
+        try:
+            layer(ctypes, libc, tmp)
+        except OSError:
+            missing.append(name)
+    return missing
+
+
+def restrict_files(ctypes, libc, tmp: str) -> None:
+    """Landlock (Linux 5.13+): read Python's standard library, read and write the files already in the temp dir,
+    nothing else; from ABI 4 no TCP, from ABI 6 no signal out of the sandbox. OSError where there is none."""
+    syscall = lambda *args: libc.syscall(*map(ctypes.c_long, args))  # noqa: E731
+    abi = syscall(LANDLOCK_CREATE_RULESET, 0, 0, 1)  # flag 1: ask for the ABI version
+    if abi < 1:
+        raise OSError(ctypes.get_errno(), "no Landlock")
+    handled = (1 << {1: 13, 2: 14, 3: 15, 4: 15}.get(abi, 16)) - 1  # every file-system right this ABI knows
+    ruleset_attr = (ctypes.c_uint64 * 3)(handled, 0b11 if abi >= 4 else 0, 0b11 if abi >= 6 else 0)
+    ruleset = syscall(LANDLOCK_CREATE_RULESET, ctypes.addressof(ruleset_attr), ctypes.sizeof(ruleset_attr), 0)
+    for path, access in [(p, LANDLOCK_READ) for p in sys.path if os.path.isdir(p)] + [(tmp, LANDLOCK_READ_WRITE)]:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        rule = ctypes.create_string_buffer(struct.pack("=Qi", access & handled, fd))  # landlock_path_beneath_attr
+        if syscall(LANDLOCK_ADD_RULE, ruleset, 1, ctypes.addressof(rule), 0) != 0:
+            raise OSError(ctypes.get_errno(), f"landlock_add_rule {path}")
+        os.close(fd)
+    if syscall(LANDLOCK_RESTRICT_SELF, ruleset, LANDLOCK_QUIET if abi >= 7 else 0) != 0:
+        raise OSError(ctypes.get_errno(), "landlock_restrict_self")
+
+
+def forbid_syscalls(ctypes, libc, tmp: str) -> None:
+    """seccomp, a classic BPF program: EPERM for FORBIDDEN_SYSCALLS, commands ALLOWED_COMMANDS leaves out, O_TMPFILE
+    and another ABI's calls (i386); ENOSYS above NEWEST_SYSCALL (x32's too). OSError where there is no seccomp."""
+    if os.uname().machine not in AUDIT_ARCH:
+        raise OSError(38, "no system call table for this architecture")
+    column, arch = AUDIT_ARCH[os.uname().machine]
+    LOAD, EQUAL, ABOVE, ANY_BIT, RETURN = 0x20, 0x15, 0x25, 0x45, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ/JGT/JSET|K, RET|K
+    ALLOW, DENY, NOSYS = (RETURN, 0, 0, 0x7FFF0000), (RETURN, 0, 0, 0x50000 | 1), (RETURN, 0, 0, 0x50000 | 38)
+    program = [(LOAD, 0, 0, 4), (EQUAL, "known", 0, arch), DENY, "known", (LOAD, 0, 0, 0),
+               (ABOVE, "nosys", 0, NEWEST_SYSCALL)]  # seccomp_data: nr at byte 0, arch at 4, args[i] at 16 + 8 * i
+    program += [(EQUAL, "deny", 0, n[column]) for n in FORBIDDEN_SYSCALLS.values() if n[column] is not None]
+    for name, (numbers, commands) in ALLOWED_COMMANDS.items():
+        program += [(EQUAL, 0, name, numbers[column]), (LOAD, 0, 0, 24)]
+        program += [(EQUAL, "allow", 0, command) for command in commands] + [DENY, name]
+    program += [(EQUAL, 0, "openat", OPENAT[column]), (LOAD, 0, 0, 32), (ANY_BIT, "deny", "allow", O_TMPFILE), "openat"]
+    program += ["allow", ALLOW, "deny", DENY, "nosys", NOSYS]
+    code = [item for item in program if not isinstance(item, str)]  # a string labels the instruction after it
+    positions = itertools.accumulate((not isinstance(item, str) for item in program), initial=0)
+    labels = {item: n for item, n in zip(program, positions) if isinstance(item, str)}
+    jump = lambda to, i: labels[to] - i - 1 if to else 0  # noqa: E731 (counted from the next instruction)
+    code = [(c, jump(t, i), jump(f, i), k) for i, (c, t, f, k) in enumerate(code)]
+    assert all(0 <= jt < 256 and 0 <= jf < 256 for _, jt, jf, _ in code), "a BPF jump is 8 bits: reorder the program"
+    instructions = ctypes.create_string_buffer(b"".join(struct.pack("=HBBI", *i) for i in code))  # sock_filter
+    fprog = ctypes.create_string_buffer(struct.pack("=HxxxxxxQ", len(code), ctypes.addressof(instructions)))
+    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fprog, 0, 0):  # sock_fprog: length, padding, pointer
+        raise OSError(ctypes.get_errno(), "seccomp")
+
+
+def run_job(tmp: str) -> None:
+    job = json.load(open(os.path.join(tmp, "job.json")))
+    report = open(os.path.join(tmp, "report"), "wb", buffering=0)  # a write per line: each outlives a kill
+    missing = confine(tmp, job["cpu_seconds"], job["memory_mb"])
+    report.write(json.dumps(missing).encode() + b"\n")
+    if set(missing) - set(job["accept"]):
+        return  # fail closed: no values without a layer the user has not given up
+    namespace = {"__name__": "solution"}  # so that the program's `if __name__ == "__main__"` block does not run
+    try:
+        exec(compile(job["program"], "solution.py", "exec"), namespace)
+    except BaseException:  # SystemExit too: a program that stops before the tests passes none of them
+        return
+    for source in job["expressions"]:
+        try:
+            line = repr(eval(source, namespace)).encode("utf-8", "replace")
+        except BaseException:  # this expression gets an empty line; the next one still runs
+            line = b""
+        report.write((line if len(line) <= VALUE_BYTES and b"\n" not in line else b"") + b"\n")
+
+
+# ----------------------------------------------------------------------------------------------- the parent
+class SandboxError(RuntimeError):
+    """The sandbox cannot confine programs on this machine as it should, and the user has not accepted that."""
+
+
+@functools.cache
+def missing_layers() -> tuple[str, ...]:
+    """The layers the child cannot apply here, as an empty program run with all of them accepted missing reports."""
+    lines = run_child("", [], 10.0, 256, list(LAYERS))
+    if not lines:
+        raise SandboxError("the sandbox's child reported nothing: it could not start or confine itself")
+    return tuple(json.loads(lines[0]))
+
+
+def require_layers(weak_ok: bool = False) -> None:
+    """Fail closed: raise SandboxError naming each layer this machine lacks, unless the user accepts weaker
+    isolation (grpo.py --allow-weak-sandbox); then say so on stderr and run the children without those layers."""
+    missing = [layer for layer in missing_layers() if layer not in accepted]
+    if missing and not weak_ok:
+        raise SandboxError("the code sandbox cannot apply " + "; ".join(f"{m}: without it {LAYERS[m]}" for m in missing)
+                           + ". Run on a kernel that has it, or accept weaker isolation (grpo.py --allow-weak-sandbox)")
+    for layer in missing:
+        print(f"warning: the code sandbox runs without {layer}, as accepted: {LAYERS[layer]}", file=sys.stderr)
+    accepted.update(missing)
+
+
+def run_sandboxed(program: str, expressions: list[str], timeout: float, memory_mb: int) -> list:
+    """Run `program` confined, then evaluate each expression in its namespace: their values as literals; NOT_RUN where
+    one raised, was no literal, or the child died, timed out or had no disk. Raises SandboxError (require_layers)."""
+    require_layers()
+    lines = run_child(program, expressions, timeout, memory_mb, sorted(accepted)) or []
+    values = [literal(line) for line in lines[1:]]
+    return values + [NOT_RUN] * (len(expressions) - len(values))
+
+
+def run_child(program: str, expressions: list[str], timeout: float, memory_mb: int, accept: list) -> list | None:
+    """The report's lines; after `timeout` seconds the child's whole process group is killed. None if the job could
+    not be set up (no temp dir, a full disk, no process to spare): that costs this program its values, no more."""
+    import select  # imported here, like the others, so that the child (which runs this file) starts faster
+    import signal
+    import subprocess
+    import tempfile
+    if sys.platform != "linux":
+        raise OSError("the code sandbox needs Linux (README, 'The code sandbox')")
+    try:
+        tmp = tempfile.mkdtemp(prefix="grpo-sandbox-")
+        try:
+            with open(os.path.join(tmp, "job.json"), "w") as f:
+                json.dump({"program": program, "expressions": expressions, "cpu_seconds": int(timeout) + 1,
+                           "memory_mb": memory_mb, "accept": accept}, f)
+            child = subprocess.Popen([sys.executable, "-I", "-S", os.path.abspath(__file__), tmp], cwd=tmp, env={},
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+            pidfd = os.pidfd_open(child.pid)  # readable when the child exits: no polling loop, as Popen.wait has
+            exits = select.poll()
+            exits.register(pidfd, select.POLLIN)
+            exited = exits.poll(timeout * 1000)
+            os.close(pidfd)
+            if not exited:
+                os.killpg(child.pid, signal.SIGKILL)  # the child's whole process group
+            child.wait()
+            return read_report(os.path.join(tmp, "report"), len(expressions) + 1)
+        finally:  # rm, not shutil.rmtree, which recurses: without Landlock, 1000 nested directories would make it raise
+            subprocess.run(["rm", "-rf", "--", tmp], stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError as e:
+        warnings.warn(f"code sandbox: {e}: this program gets no values", RuntimeWarning)
+
+
+def read_report(path: str, lines: int) -> list[bytes]:
+    """Its first `lines` complete lines, VALUE_BYTES + 1 bytes a line at most (a flood is neither read nor parsed),
+    if it is a regular file, not a link, FIFO or device the program put there."""
+    with open(path, "rb", opener=lambda name, _: os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)) as f:
+        regular = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+        return f.read(lines * (VALUE_BYTES + 1)).split(b"\n", lines)[:-1] if regular else []
+
+
+def literal(line: bytes):
+    """A value the child reported, read as a Python literal (parsed, never run); NOT_RUN if it is not one."""
+    import ast
+    try:
+        return ast.literal_eval(compile(line.decode(), "<report>", "eval", ast.PyCF_ONLY_AST))
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):  # a bad UTF-8 byte is a ValueError
+        return NOT_RUN
+
+
+if __name__ == "__main__":
+    run_job(sys.argv[1])
