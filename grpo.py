@@ -448,9 +448,8 @@ def global_sum(x: torch.Tensor, world: int) -> float:
 
 @torch.no_grad()
 def sync_sampler(sampler, policy) -> None:
-    """Copy pi_theta's weights into the sampler where it is a separate copy (bf16 on CUDA, whole under FSDP), cast to
-    its dtype, one parameter at a time: under FSDP each is gathered from the ranks' shards (a collective, so every rank
-    copies the same parameters in the same order), and never the whole float32 model at once."""
+    """Copy pi_theta's weights into the sampler where it is a separate copy (bf16 on CUDA; whole under FSDP, gathered
+    one parameter at a time: a collective, so every rank copies the same ones in the same order)."""
     if sampler is not policy:
         for name, p in policy.named_parameters():
             sampler.get_parameter(name).copy_(p.full_tensor() if isinstance(p, DTensor) else p)
@@ -633,8 +632,7 @@ def shard(model):
 
 
 def load_models(cfg: Config, device: torch.device):
-    """pi_theta in float32 (trained); on CUDA a bf16 copy samples and pi_ref is bf16; pi_ref only when beta > 0.
-    Under --fsdp pi_theta and pi_ref are sharded over the ranks, and each rank samples from a whole copy."""
+    """pi_theta in float32 (trained); on CUDA a bf16 copy samples and pi_ref is bf16; pi_ref only when beta > 0."""
     half = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     # Dropout stays off (eval mode) throughout: the pi_theta we differentiate is the function that sampled.
     policy = pretrained(AutoModelForCausalLM, cfg.resume or cfg.model, "--resume" if cfg.resume else "--model",
@@ -646,7 +644,7 @@ def load_models(cfg: Config, device: torch.device):
     ref = None
     if cfg.beta > 0 and not cfg.eval_only:
         ref = pretrained(AutoModelForCausalLM, cfg.model, "--model", dtype=half).to(device).eval().requires_grad_(False)
-    if cfg.fsdp:  # after the sampler's copy, which stays whole
+    if cfg.fsdp:  # after the sampler's copy: each rank samples from a whole one
         policy, ref = shard(policy), ref if ref is None else shard(ref)
     return policy, sampler, ref
 
@@ -665,18 +663,17 @@ WHOLE = StateDictOptions(full_state_dict=True, cpu_offload=True)  # whole tensor
 
 
 def whole_weights(policy) -> dict:
-    """pi_theta's weights by name, whole, on rank 0's CPU (every rank calls it: under FSDP it gathers the shards).
-    A tied weight (the head that is the embedding) is kept once, under its first name, as save_pretrained keeps it:
-    gathered, the two names come back as two tensors."""
+    """pi_theta's weights by name, whole, on rank 0's CPU (under FSDP gathered: every rank calls it). A tied head is
+    kept once, under the embedding's name, as save_pretrained keeps it: gathered, it comes back as a tensor apart."""
     tied = dict(policy.named_parameters(remove_duplicate=False)).keys() - dict(policy.named_parameters()).keys()
     return {k: v for k, v in get_model_state_dict(policy, options=WHOLE).items() if k not in tied}
 
 
 def save_checkpoint(cfg: Config, step: int, policy, tokenizer, opt, generator_states: list, rank: int) -> None:
-    """OUT/checkpoint-STEP: weights in from_pretrained layout, tokenizer, and the trainer state (optimiser state by
-    parameter name, step, every rank's sampling RNG; the data position follows from the step). Every rank calls it,
-    rank 0 writes. Written to a temporary directory and renamed into place, so a crash or kill during the save leaves
-    the earlier checkpoints whole. Keeps the last K."""
+    """OUT/checkpoint-STEP: weights in from_pretrained layout, tokenizer, and the trainer state (optimiser, step,
+    every rank's sampling RNG; the data position follows from the step). All ranks gather, rank 0 writes to a
+    temporary directory renamed into place (a crash or kill during the save leaves the earlier checkpoints whole) and
+    keeps the last K."""
     weights, optimizer = whole_weights(policy), get_optimizer_state_dict(policy, opt, options=WHOLE)
     if rank != 0:
         return
@@ -705,8 +702,8 @@ def generator_states(generator: torch.Generator, world: int) -> list[torch.Tenso
 
 
 def load_trainer_state(path: str, policy, opt, generator, rank: int, world: int) -> int:
-    """Restore the optimiser (each rank its shard under FSDP) and this rank's RNG from a checkpoint; the step it was
-    saved at. Memory-mapped: the ranks of one node read one copy of the whole optimiser state."""
+    """Restore the optimiser (sharded under FSDP) and this rank's RNG from a checkpoint; the step it was saved at.
+    Memory-mapped: the ranks of a node share one copy of the whole optimiser state."""
     state = torch.load(os.path.join(path, STATE), weights_only=True, mmap=True)
     if len(state["generators"]) != world:
         raise SystemExit(f"grpo.py: error: {path} was saved by {len(state['generators'])} ranks; resume it with as "
