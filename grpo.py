@@ -68,7 +68,7 @@ class Config:
     micro_batch: int = 8  # completions per forward/backward pass of the loss
     logprob_micro_batch: int = 16  # completions per no-grad pass for pi_ref and pi_old log-probs
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, about 1/3 more compute
-    fsdp: bool = False  # shard weights, gradients and AdamW state over torchrun's ranks (FSDP2), for large models
+    fsdp: bool = False  # shard pi_theta (weights, gradients, AdamW state) and pi_ref over torchrun's ranks (FSDP2)
     loss_agg: str = "grpo"  # grpo (paper), token_mean (DAPO), dr_grpo (Dr. GRPO)
     scale_rewards: str = "group"  # divide A by the std of its group (paper), of the batch, or none (Dr. GRPO)
     importance_sampling: str = "token"  # token: a ratio per token (paper); sequence: one per completion (GSPO)
