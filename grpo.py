@@ -31,6 +31,10 @@ from functools import partial
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
+                                                     set_optimizer_state_dict)
+from torch.distributed.fsdp import FSDPModule, fully_shard
+from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
@@ -80,6 +84,7 @@ class Config:
     micro_batch: int = flag(8, "completions per forward/backward pass of the loss", "> 0")
     logprob_micro_batch: int = flag(16, "completions per no-grad pass for pi_ref and pi_old log-probs", "> 0")
     gradient_checkpointing: bool = flag(False, "recompute activations in backward: less memory, 1/3 more compute")
+    fsdp: bool = flag(False, "shard pi_theta (weights, gradients, AdamW state) and pi_ref over torchrun's ranks (FSDP2)")
     loss_agg: str = flag("grpo", "grpo (paper), token_mean (DAPO), dr_grpo (Dr. GRPO)")
     scale_rewards: str = flag("group", "divide A by the std of its group (paper), of the batch, or none (Dr. GRPO)")
     importance_sampling: str = flag("token", "token: a ratio per token (paper); sequence: one per completion (GSPO)")
@@ -146,6 +151,8 @@ def parse_config(argv=None) -> Config:
         if not found:
             parser.error(f"--resume {cfg.resume}: no checkpoint there (a checkpoint-STEP directory with {STATE})")
         cfg.resume = found[-1]
+    if cfg.fsdp and "RANK" not in os.environ:
+        parser.error("--fsdp shards the model over torchrun's ranks: run under torchrun (--nproc_per_node=1 for one)")
     world = int(os.environ.get("WORLD_SIZE", 1))
     if cfg.prompts_per_step % world:
         parser.error(f"--prompts-per-step ({cfg.prompts_per_step}) must be a multiple of the {world} ranks")
@@ -430,6 +437,8 @@ def policy_update(model, opt, batch: Batch, cfg: Config, world: int) -> dict[str
     opt.zero_grad(set_to_none=True)
     for i in range(0, n, mb):
         rows, last = slice(i, i + mb), i + mb >= n
+        if isinstance(model, FSDPModule):  # FSDP's no_sync: gradients reduce-scattered once per step, at the last
+            model.set_requires_gradient_sync(last)
         with model.no_sync() if isinstance(model, DDP) and not last else nullcontext():  # sync grads once per step
             logp = completion_logprobs(model, batch.ids[rows], batch.attention_mask[rows], C, cfg.temperature)
             old = logp.detach() if batch.old_logp is None else batch.old_logp[rows]  # mu = 1: pi_old = pi_theta
@@ -476,10 +485,13 @@ def global_sum(x: torch.Tensor, world: int) -> float:
     return total.item()
 
 
+@torch.no_grad()
 def sync_sampler(sampler, policy) -> None:
-    """Copy pi_theta's weights into the sampler where it is a separate copy (bf16 on CUDA), cast to its dtype."""
+    """Copy pi_theta's weights into the sampler where it is a separate copy (bf16 on CUDA; whole under FSDP, gathered
+    one parameter at a time: a collective, so every rank copies the same ones in the same order)."""
     if sampler is not policy:
-        sampler.load_state_dict(policy.state_dict())
+        for name, p in policy.named_parameters():
+            sampler.get_parameter(name).copy_(p.full_tensor() if isinstance(p, DTensor) else p)
 
 
 # The R1 paper's "aha moment": the model stops to re-check its work. We count how often completions say so.
@@ -651,19 +663,30 @@ def enable_gradient_checkpointing(model) -> None:
             layer.training = True
 
 
+def shard(model):
+    """FSDP2: each decoder layer (the classes the model names in _no_split_modules) is gathered for its own forward
+    and backward and freed after, then the root holds the rest (embeddings, final norm, head)."""
+    for layer in model.modules():
+        if type(layer).__name__ in (model._no_split_modules or ()):
+            fully_shard(layer)
+    return fully_shard(model)
+
+
 def load_models(cfg: Config, device: torch.device):
     """pi_theta in float32 (trained); on CUDA a bf16 copy samples and pi_ref is bf16; pi_ref only when beta > 0."""
     half = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     # Dropout stays off (eval mode) throughout: the pi_theta we differentiate is the function that sampled.
     policy = pretrained(AutoModelForCausalLM, cfg.resume or cfg.model, "--resume" if cfg.resume else "--model",
                         dtype=torch.float32).to(device).eval()
-    separate = half != torch.float32 or cfg.gradient_checkpointing  # a checkpointed layer would drop the KV cache
+    separate = half != torch.float32 or cfg.gradient_checkpointing or cfg.fsdp  # checkpointing drops the KV cache
     sampler = copy.deepcopy(policy).to(half).eval().requires_grad_(False) if separate else policy
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(policy)
     ref = None
     if cfg.beta > 0 and not cfg.eval_only:
         ref = pretrained(AutoModelForCausalLM, cfg.model, "--model", dtype=half).to(device).eval().requires_grad_(False)
+    if cfg.fsdp:  # after the sampler's copy: each rank samples from a whole one
+        policy, ref = shard(policy), ref if ref is None else shard(ref)
     return policy, sampler, ref
 
 
@@ -677,16 +700,30 @@ def checkpoints(out: str) -> list[str]:
     return [os.path.join(out, m.group(0)) for m in sorted(found, key=lambda m: int(m.group(1)))]
 
 
-def save_checkpoint(cfg: Config, step: int, policy, tokenizer, opt, generator_states: list) -> None:
+WHOLE = StateDictOptions(full_state_dict=True, cpu_offload=True)  # whole tensors on rank 0's CPU, gathered under FSDP
+
+
+def whole_weights(policy) -> dict:
+    """pi_theta's weights by name, whole, on rank 0's CPU (under FSDP gathered: every rank calls it). A tied head is
+    kept once, under the embedding's name, as save_pretrained keeps it: gathered, it comes back as a tensor apart."""
+    tied = dict(policy.named_parameters(remove_duplicate=False)).keys() - dict(policy.named_parameters()).keys()
+    return {k: v for k, v in get_model_state_dict(policy, options=WHOLE).items() if k not in tied}
+
+
+def save_checkpoint(cfg: Config, step: int, policy, tokenizer, opt, generator_states: list, rank: int) -> None:
     """OUT/checkpoint-STEP: weights in from_pretrained layout, tokenizer, and the trainer state (optimiser, step,
-    every rank's sampling RNG; the data position follows from the step). Written to a temporary directory and
-    renamed into place, so a crash or kill during the save leaves the earlier checkpoints whole. Keeps the last K."""
+    every rank's sampling RNG; the data position follows from the step). All ranks gather, rank 0 writes to a
+    temporary directory renamed into place (a crash or kill during the save leaves the earlier checkpoints whole) and
+    keeps the last K."""
+    weights, optimizer = whole_weights(policy), get_optimizer_state_dict(policy, opt, options=WHOLE)
+    if rank != 0:
+        return
     path = os.path.join(cfg.out, f"checkpoint-{step}")
     tmp = path + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    policy.save_pretrained(tmp)
+    policy.save_pretrained(tmp, state_dict=weights)
     tokenizer.save_pretrained(tmp)
-    torch.save({"step": step, "questions_seen": step * cfg.prompts_per_step, "optimizer": opt.state_dict(),
+    torch.save({"step": step, "questions_seen": step * cfg.prompts_per_step, "optimizer": optimizer,
                 "generators": generator_states, "torch_rng": torch.get_rng_state(), "config": asdict(cfg)},
                os.path.join(tmp, STATE))
     if os.path.isdir(path):  # this step was saved before, by the run this one resumed
@@ -705,13 +742,14 @@ def generator_states(generator: torch.Generator, world: int) -> list[torch.Tenso
     return states
 
 
-def load_trainer_state(path: str, opt, generator, rank: int, world: int) -> int:
-    """Restore the optimiser and this rank's RNG from a checkpoint; the step it was saved at."""
-    state = torch.load(os.path.join(path, STATE), weights_only=True)
+def load_trainer_state(path: str, policy, opt, generator, rank: int, world: int) -> int:
+    """Restore the optimiser (sharded under FSDP) and this rank's RNG from a checkpoint; the step it was saved at.
+    Memory-mapped: the ranks of a node share one copy of the whole optimiser state."""
+    state = torch.load(os.path.join(path, STATE), weights_only=True, mmap=True)
     if len(state["generators"]) != world:
         raise SystemExit(f"grpo.py: error: {path} was saved by {len(state['generators'])} ranks; resume it with as "
                          f"many (this run has {world}) so every rank draws what it would have drawn")
-    opt.load_state_dict(state["optimizer"])
+    set_optimizer_state_dict(policy, opt, state["optimizer"], options=StateDictOptions(full_state_dict=True))
     generator.set_state(state["generators"][rank])
     torch.set_rng_state(state["torch_rng"])
     return state["step"]
@@ -803,11 +841,11 @@ def train(cfg: Config) -> None:
     if cfg.eval_only:
         run_eval(trained_steps(cfg.model))
         return finish(tracker, ddp)
-    model = DDP(policy, device_ids=[device.index] if device.type == "cuda" else None) if ddp else policy
+    model = policy if cfg.fsdp or not ddp else DDP(policy, device_ids=[device.index] if device.type == "cuda" else None)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda")
     generator = torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + rank)  # each rank draws its own
-    done = load_trainer_state(cfg.resume, opt, generator, rank, world) if cfg.resume else 0
+    done = load_trainer_state(cfg.resume, policy, opt, generator, rank, world) if cfg.resume else 0
     if done and rank == 0:
         truncate_logs(cfg.out, done)
         print(f"resuming from {cfg.resume} after step {done}")
@@ -830,17 +868,16 @@ def train(cfg: Config) -> None:
             if eval_rows and not signalled and (step == cfg.steps or cfg.eval_every and step % cfg.eval_every == 0):
                 after = run_eval(step)
             if cfg.save_every and step % cfg.save_every == 0 or signalled:  # last: a resumed run repeats nothing
-                states = generator_states(generator, world)
-                if rank == 0:
-                    save_checkpoint(cfg, step, policy, tokenizer, opt, states)
+                save_checkpoint(cfg, step, policy, tokenizer, opt, generator_states(generator, world), rank)
             if signalled:
                 if rank == 0:
                     print(f"stopped by {signal.Signals(signalled).name} after step {step}, saved in "
                           f"{os.path.join(cfg.out, f'checkpoint-{step}')}; --resume {cfg.out} continues the run")
                 finish(tracker, ddp)
                 raise SystemExit(128 + signalled)
+    weights = whole_weights(policy)
     if rank == 0:
-        policy.save_pretrained(cfg.out)  # safetensors, loadable with AutoModelForCausalLM.from_pretrained(out)
+        policy.save_pretrained(cfg.out, state_dict=weights)  # safetensors: AutoModelForCausalLM.from_pretrained(out)
         tokenizer.save_pretrained(cfg.out)
         if before and after:
             print_before_after(before, after, cfg.steps - done, time.perf_counter() - start)

@@ -1,12 +1,14 @@
 """Run under `torchrun --nproc_per_node=2`: one optimiser step of grpo.policy_update on this rank's half of a
 fixed 8-completion batch (groups never span ranks), micro-batched, for each loss aggregation and for GSPO's ratio
-and rows left out by dynamic sampling. Rank 0 writes the weights after the step, whether both ranks hold the same
-weights, how often gradients were all-reduced, and the batch std of rewards split over the ranks."""
+and rows left out by dynamic sampling, under DDP and under FSDP. Rank 0 writes the weights after the step, whether
+both ranks hold the same weights, how often gradients were all-reduced (DDP) or reduce-scattered (FSDP: once per
+FSDP unit and step), and the batch std of rewards split over the ranks."""
 import os
 import sys
 
 import torch
 import torch.distributed as dist
+from torch.distributed.fsdp import FSDPModule
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
@@ -40,31 +42,46 @@ def variant_batch(name: str) -> grpo.Batch:
     return batch
 
 
-def update(name: str, micro_batch: int, rank: int, world: int) -> tuple[torch.Tensor, list]:
-    """This rank's weights after one SGD step (lr 1) on its half of the batch, and the gradient all-reduce calls."""
-    batch = variant_batch(name)
-    model, calls = DDP(tiny_model(vocab_size=64, seed=3)), []
-    model.register_comm_hook(calls, counting_allreduce)
+def wrapped(fsdp: bool, calls: list):
+    """The tiny model under DDP or sharded by grpo.shard, its gradient collectives counted into calls."""
+    if not fsdp:
+        model = DDP(tiny_model(vocab_size=64, seed=3))
+        model.register_comm_hook(calls, counting_allreduce)
+        return model
+    model = grpo.shard(tiny_model(vocab_size=64, seed=3))
+    for unit in model.modules():
+        if isinstance(unit, FSDPModule):  # the hook runs after each unit's reduce-scatter
+            unit.set_all_reduce_hook(lambda reduced: calls.append(len(reduced)))
+    return model
+
+
+def update(name: str, micro_batch: int, rank: int, world: int, fsdp: bool) -> tuple[torch.Tensor, list]:
+    """This rank's weights (whole) after one SGD step (lr 1) on its half of the batch, and the gradient collectives."""
+    batch, calls = variant_batch(name), []
+    model = wrapped(fsdp, calls)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     cfg = grpo.Config(micro_batch=micro_batch, beta=0.04, max_new_tokens=batch.mask.shape[1], **VARIANTS[name])
     grpo.policy_update(model, opt, half_batch(batch, rank, world), cfg, world)
-    return torch.cat([p.detach().flatten() for p in model.parameters()]), calls
+    return torch.cat([(p.full_tensor() if fsdp else p).detach().flatten() for p in model.parameters()]), calls
 
 
 def main(out: str) -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    _, one_pass_calls = update("grpo", 4, rank, world)  # 4 rows per rank: a single micro-batch
     half = REWARDS[rank * 4:(rank + 1) * 4]
-    results = {"one_pass_calls": len(one_pass_calls), "batch_std": grpo.batch_std(half, world)}
-    for name in VARIANTS:
-        weights, calls = update(name, 2, rank, world)  # two micro-batches per rank
-        gathered = [torch.zeros_like(weights) for _ in range(world)]
-        dist.all_gather(gathered, weights)
-        results[name] = {"weights": weights, "same_on_all_ranks": all(torch.equal(g, weights) for g in gathered),
-                        "calls": len(calls)}
+    results = {"batch_std": grpo.batch_std(half, world)}
+    for kind in ("ddp", "fsdp"):
+        _, one_pass_calls = update("grpo", 4, rank, world, kind == "fsdp")  # 4 rows per rank: one micro-batch
+        results[kind] = {"one_pass_calls": len(one_pass_calls)}
+        for name in VARIANTS:
+            weights, calls = update(name, 2, rank, world, kind == "fsdp")  # two micro-batches per rank
+            gathered = [torch.zeros_like(weights) for _ in range(world)]
+            dist.all_gather(gathered, weights)
+            results[kind][name] = {"weights": weights, "calls": len(calls),
+                                   "same_on_all_ranks": all(torch.equal(g, weights) for g in gathered)}
     if rank == 0:
         torch.save(results, out)
+    dist.barrier()  # leave together: a rank that tears gloo down while the other still works can abort the job
     dist.destroy_process_group()
 
 
