@@ -5,18 +5,15 @@ then draws its own tokens and stops at its own EOS; the loop ends when every row
 spent. The log-probability of each drawn token is returned under log_softmax(logits / T), the convention the
 trainer uses too. For speed on a GPU: the decode step has fixed shapes, so it can be replayed as a CUDA graph;
 nothing in the loop waits for the device except a check, every 16 tokens, of which rows are still going, and
-when half the batch has ended the rest go on in a smaller one; a GQA cache is read without copies.
+when half the batch has ended the rest go on in a smaller one.
 Nothing here knows about rewards or RL.
 """
 import inspect
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from transformers import AttentionInterface, AttentionMaskInterface, StaticCache
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import sdpa_mask
+from transformers import StaticCache
 
 
 @dataclass
@@ -95,41 +92,6 @@ def refuse_unsupported(model, length: int, cuda_graph: bool, device: torch.devic
                          f"({min(layer.max_cache_len for layer in sliding)}): sample.py does not support that")
 
 
-def gqa_decode_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """sdpa attention in which, for one new token per row, the H query heads that share each of the H_kv key/value
-    heads lie along the query axis, (rows, H_kv, H / H_kv, d): each step reads the cache as it is, where
-    transformers 5.17 copies it H / H_kv times (a GQA model's sampler ran 3.3x faster so on CPU; 5.24 does as we
-    do, so this can go when 5.17 is no longer supported). Longer queries (the prefill), and attention with a
-    position bias or value heads of another size, go to transformers' sdpa."""
-    rows, H, q_len, d = query.shape
-    H_kv = key.shape[1]
-    if q_len > 1 or H_kv == H or value.shape[-1] != d or kwargs.get("position_bias") is not None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
-                                      **kwargs)
-    out = F.scaled_dot_product_attention(query.reshape(rows, H_kv, H // H_kv, d), key, value,
-                                         attn_mask=attention_mask, scale=scaling)  # the mask is (rows, 1, 1, L)
-    return out.reshape(rows, H, 1, d).transpose(1, 2), None
-
-
-AttentionInterface.register("sdpa_gqa_decode", gqa_decode_attention)
-AttentionMaskInterface.register("sdpa_gqa_decode", sdpa_mask)
-
-
-@contextmanager
-def gqa_decoding(model):
-    """The model attends with gqa_decode_attention while it samples, if it uses sdpa through transformers' attention
-    interface and has no sub-models (whose own settings a switch back would overwrite); then as before."""
-    if (model.config._attn_implementation != "sdpa" or model.config.sub_configs
-            or not model._can_set_attn_implementation()):
-        yield
-        return
-    model.set_attn_implementation("sdpa_gqa_decode")
-    try:
-        yield
-    finally:
-        model.set_attn_implementation("sdpa")
-
-
 class DecodeStep:
     """The forward of one new token per row into the static cache, reading fixed buffers (`token`, `pos`, `mask`),
     so that on a GPU it can be captured once as a CUDA graph and replayed (one launch instead of hundreds)."""
@@ -194,27 +156,26 @@ def sample(model, prompts: list[list[int]], G: int, max_new_tokens: int, tempera
     lengths = torch.zeros(rows, dtype=torch.long, device=device)
     ended = torch.zeros(rows, dtype=torch.bool, device=device)
     active = torch.arange(rows, device=device)  # the rows the decode batch holds, in its order
-    with gqa_decoding(model):  # from here on, one query token per row
-        for t in range(max_new_tokens):
-            token, logp = draw(logits, temperature, top_p, generator)
-            live = ~ended[active]
-            tokens[active, t] = torch.where(live, token, pad_id)
-            logprobs[active, t] = torch.where(live, logp, 0.0)
-            lengths[active] += live.long()
-            ended[active] |= live & torch.isin(token, eos)
-            if t == max_new_tokens - 1:
+    for t in range(max_new_tokens):
+        token, logp = draw(logits, temperature, top_p, generator)
+        live = ~ended[active]
+        tokens[active, t] = torch.where(live, token, pad_id)
+        logprobs[active, t] = torch.where(live, logp, 0.0)
+        lengths[active] += live.long()
+        ended[active] |= live & torch.isin(token, eos)
+        if t == max_new_tokens - 1:
+            break
+        if (t + 1) % check_every == 0:  # the only places where the host waits for the device
+            if ended.all():
                 break
-            if (t + 1) % check_every == 0:  # the only places where the host waits for the device
-                if ended.all():
-                    break
-                going = (~ended[active]).nonzero().squeeze(-1)
-                if len(going) <= len(active) // 2:  # go on with the rows still going, in a cache of theirs
-                    cache = static_cache(model, step.cache, going, width + t, length)
-                    step = DecodeStep(model, cache, step.mask[going], step.pos[going], cuda_graph)
-                    active = active[going]
-            step.token.copy_(tokens[active, t:t + 1])
-            step.pos += 1
-            step.mask[:, width + t] = True
-            logits = step()
+            going = (~ended[active]).nonzero().squeeze(-1)
+            if len(going) <= len(active) // 2:  # go on with the rows still going, in a cache of theirs
+                cache = static_cache(model, step.cache, going, width + t, length)
+                step = DecodeStep(model, cache, step.mask[going], step.pos[going], cuda_graph)
+                active = active[going]
+        step.token.copy_(tokens[active, t:t + 1])
+        step.pos += 1
+        step.mask[:, width + t] = True
+        logits = step()
     n = lengths.max()
     return Samples(tokens[:, :n], lengths, ended, logprobs[:, :n])

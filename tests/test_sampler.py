@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import sample as sample_module
 
 from grpo import DATA, completion_logprobs, eos_ids, r1_zero_prompt
-from sample import draw, gqa_decode_attention, left_pad, sample
+from sample import draw, left_pad, sample
 
 PROMPTS = ["What is 12 + 30?", "Hi", "A much longer prompt, to force left padding of the others."]
 
@@ -156,21 +156,8 @@ def test_top_p_draws_only_from_the_nucleus():
     assert counts[2:].sum() == 0 and abs(counts[0] / 4000 - 0.5 / 0.8) < 0.03
 
 
-def test_gqa_decode_attention_equals_sdpa_with_copied_heads():
-    g = torch.Generator().manual_seed(0)
-    rows, H, H_kv, L, d = 3, 6, 2, 9, 8
-    query = torch.randn(rows, H, 1, d, generator=g)
-    key, value = torch.randn(rows, H_kv, L, d, generator=g), torch.randn(rows, H_kv, L, d, generator=g)
-    mask = torch.rand(rows, 1, 1, L, generator=g) < 0.7
-    mask[:, :, :, 0] = True  # every row sees something
-    ours, _ = gqa_decode_attention(None, query, key, value, mask, scaling=0.3)
-    expected = torch.nn.functional.scaled_dot_product_attention(
-        query, key.repeat_interleave(H // H_kv, 1), value.repeat_interleave(H // H_kv, 1), attn_mask=mask, scale=0.3)
-    assert ours.shape == (rows, 1, H, d) and torch.allclose(ours, expected.transpose(1, 2), atol=1e-6)
-
-
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_sampling_leaves_the_models_attention_as_it_was(tokenizer, attention):
+def test_eager_attention_samples_as_sdpa_does(tokenizer, attention):
     model = tiny_model(vocab_size=len(tokenizer))
     reference = sample(model, encode(tokenizer), 2, 10, eos_ids=[], generator=4)
     model.set_attn_implementation(attention)
