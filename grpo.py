@@ -599,6 +599,7 @@ def plot_curves(out: str) -> None:
     left.legend()
     fig.tight_layout()
     fig.savefig(os.path.join(out, "curves.png"), dpi=120)
+    plt.close(fig)
     print(f"curves: {os.path.join(out, 'curves.png')}")
 
 
