@@ -37,7 +37,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from rewards import (ACCURACY, FIELDS, accuracy_rewards, answer_key, extract_answer, format_reward,
-                     needs_math_verify, r1_zero_prompt, to_row)
+                     needs_math_verify, r1_zero_messages, r1_zero_prompt, to_row)
 from sample import left_pad, position_ids, sample
 
 # ----------------------------------------------------------------------------------------------------- config
@@ -54,6 +54,7 @@ class Config:
     G: int = 16  # answers sampled per question (R1-Zero: 16)
     prompts_per_step: int = 32  # questions per optimiser step, over all ranks (R1-Zero: 32)
     max_new_tokens: int = 512  # completion budget per answer
+    template: str = "r1_zero"  # r1_zero: the paper's plain prompt; chat: the model's chat template (instruct models)
     temperature: float = 1.0  # sampling temperature T, also used in every log-prob (R1-Zero: 1.0)
     top_p: float = 1.0  # nucleus sampling; 1.0 samples from the full tempered distribution
     beta: float = 0.001  # weight of the KL penalty (R1-Zero: 0.001); 0 loads no reference model
@@ -112,6 +113,7 @@ def parse_config(argv=None) -> Config:
                                      epilog=f"Without --model, the shipped model's settings replace these defaults: "
                                             f"{shipped}.")
     choices = {"loss_agg": LOSS_AGG, "task": ("auto", *FIELDS), "scale_rewards": ("group", "batch", "none"),
+               "template": ("r1_zero", "chat"),
                "importance_sampling": ("token", "sequence"), "kl_estimator": tuple(KL_ESTIMATORS)}
     comments = dict(re.findall(r"^    (\w+):[^#\n]*#\s*(.+)$", inspect.getsource(Config), re.M))  # the help texts
     for f in fields(Config):
@@ -377,19 +379,34 @@ def accuracy_functions(cfg: Config) -> dict:
     return ACCURACY if cfg.math_verify else dict(ACCURACY, math=partial(ACCURACY["math"], math_verify=False))
 
 
-def complete(model, tokenizer, rows, G: int, T: float, top_p: float, max_new_tokens: int, generator):
-    """G completions per question in the R1-Zero template: the tokenized prompts, the Samples and the texts."""
-    prompts = [tokenizer(r1_zero_prompt(r["prompt"]))["input_ids"] for r in rows]
+def prompt_ids(tokenizer, question: str, template: str) -> list[int]:
+    """The question's token ids in the R1-Zero template, or in the tokenizer's chat template with R1-Zero's
+    instruction as the system message and the assistant's turn opened. The chat text holds its own special tokens
+    (a BOS where the template writes one), so the tokenizer adds none to it."""
+    if template == "r1_zero":
+        return tokenizer(r1_zero_prompt(question))["input_ids"]
+    text = tokenizer.apply_chat_template(r1_zero_messages(question), tokenize=False, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def completion_texts(tokenizer, s) -> list[str]:
+    """Each completion's text: every token drawn but the EOS that ended it. Special tokens are kept: a tokenizer may
+    register <think>, <answer>... as special tokens, and skipping them would zero every format reward."""
+    return tokenizer.batch_decode([t[:n - e] for t, n, e in zip(s.tokens.tolist(), s.lengths.tolist(),
+                                                                s.ended.tolist())], skip_special_tokens=False)
+
+
+def complete(model, tokenizer, rows, G: int, T: float, top_p: float, max_new_tokens: int, generator, template: str):
+    """G completions per question in the prompt template: the tokenized prompts, the Samples and the texts."""
+    prompts = [prompt_ids(tokenizer, r["prompt"], template) for r in rows]
     s = sample(model, prompts, G, max_new_tokens, T, top_p, eos_ids(tokenizer, model), pad_id(tokenizer), generator)
-    texts = tokenizer.batch_decode([t[:n] for t, n in zip(s.tokens.tolist(), s.lengths.tolist())],
-                                   skip_special_tokens=True)
-    return prompts, s, texts
+    return prompts, s, completion_texts(tokenizer, s)
 
 
 def rollout(sampler, tokenizer, rows, cfg: Config, generator, device):
     """Sample G answers per question from pi_old and lay them out as a Batch (advantages are filled in later)."""
     prompts, s, texts = complete(sampler, tokenizer, rows, cfg.G, cfg.temperature, cfg.top_p, cfg.max_new_tokens,
-                                 generator)
+                                 generator, cfg.template)
     prompt_ids, prompt_mask = left_pad(prompts, pad_id(tokenizer), device)
     mask = (torch.arange(s.tokens.shape[1], device=device) < s.lengths[:, None]).long()
     ids = torch.cat([prompt_ids.repeat_interleave(cfg.G, 0), s.tokens], 1)
@@ -527,9 +544,9 @@ def evaluate(model, tokenizer, rows, cfg: Config, rank: int, world: int, chunk: 
     mine = rows[rank::world]
     for i in range(0, len(mine), chunk):
         part = mine[i:i + chunk]
-        _, _, greedy = complete(model, tokenizer, part, 1, 0.0, 1.0, cfg.max_new_tokens, None)
+        _, _, greedy = complete(model, tokenizer, part, 1, 0.0, 1.0, cfg.max_new_tokens, None, cfg.template)
         _, s, sampled = complete(model, tokenizer, part, k, cfg.eval_temperature, cfg.eval_top_p,
-                                 cfg.max_new_tokens, generator)
+                                 cfg.max_new_tokens, generator, cfg.template)
         greedy_acc = accuracy_rewards(greedy, part, rewards)
         sampled_acc = accuracy_rewards(sampled, [row for row in part for _ in range(k)], rewards)
         for j in range(len(part)):
@@ -757,6 +774,8 @@ def train(cfg: Config) -> None:
         print(f"note: --prompts-per-step {cfg.prompts_per_step} is more than the {len(rows)} rows of {cfg.data}: "
               f"each step repeats questions")
     tokenizer = pretrained(AutoTokenizer, cfg.model, "--model")
+    if cfg.template == "chat" and not tokenizer.chat_template:
+        raise SystemExit(f"grpo.py: error: --template chat: {cfg.model} has no chat template; use --template r1_zero")
     policy, sampler, ref = load_models(cfg, device)
     os.makedirs(cfg.out, exist_ok=True)
     metrics_file = os.path.join(cfg.out, "eval.jsonl" if cfg.eval_only else "metrics.jsonl")  # eval-only appends
