@@ -455,6 +455,17 @@ def policy_update(model, opt, batch: Batch, cfg: Config, world: int) -> dict[str
             "grad_norm": grad_norm.item()}
 
 
+def zero_gradient_step(opt) -> dict[str, float]:
+    """policy_update's step when the gradient is exactly 0, without its passes. AdamW still steps: its momentum and
+    weight decay move the weights and its step count advances, as they would after the passes, so skipping them
+    changes nothing but the time taken."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            p.grad = torch.zeros_like(p)
+    opt.step()
+    return {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0}
+
+
 def clipped_tokens(logp, old_logp, A, mask, eps_low: float, eps_high: float, importance_sampling: str):
     """Where the clip is the active side of the min: rho < 1 - eps_low with A < 0, or rho > 1 + eps_high with A > 0."""
     log_rho = sequence_mean(logp - old_logp, mask) if importance_sampling == "sequence" else logp - old_logp
@@ -501,19 +512,22 @@ def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator,
     if cfg.dynamic_sampling:  # DAPO: no signal, so out of the update and out of its normaliser
         batch.mask = batch.mask * ~flat.to(device).repeat_interleave(cfg.G)[:, None]
     t1 = time.perf_counter()
-    if ref is not None:
+    # No signal, no work: when every A is 0 on every rank (decided together, or DDP would wait for a rank that
+    # skipped) and there is no KL term (or dynamic sampling left no group), the gradient is exactly 0.
+    idle = global_sum(batch.A != 0, world) == 0 and (cfg.beta == 0 or cfg.dynamic_sampling)
+    if ref is not None and not idle:
         batch.ref_logp = batch_logprobs(ref, batch, cfg)
-    if cfg.mu > 1:  # recomputed by the trainer, not taken from the sampler, so rho = 1 exactly at the first pass
+    if cfg.mu > 1 and not idle:  # recomputed by the trainer, not taken from the sampler, so rho = 1 exactly at first
         batch.old_logp = batch_logprobs(model, batch, cfg)
     for _ in range(cfg.mu):
-        update = policy_update(model, opt, batch, cfg, world)
+        update = zero_gradient_step(opt) if idle else policy_update(model, opt, batch, cfg, world)
     lengths = s.lengths.float()
     metrics = {"reward": r["reward"].mean().item(), "reward_std": batch_std(r["reward"], world).item(),
                "accuracy": r["accuracy"].mean().item(), "format": r["format"].mean().item(),
                "length_mean": lengths.mean().item(), "length_max": lengths.max().item(),
                "truncated": (~s.ended).float().mean().item(),
                "groups_all_equal": flat.float().mean().item(),
-               "groups_dropped": global_sum(flat, world) if cfg.dynamic_sampling else 0,
+               "groups_dropped": global_sum(flat, world) if cfg.dynamic_sampling else 0, "skipped": float(idle),
                "recheck": sum(bool(RECHECK.search(t)) for t in texts) / len(texts)}
     metrics = reduce_over_ranks(metrics, world) | update
     metrics |= {"lr": opt.param_groups[0]["lr"], "time_sample": t1 - t0, "time_train": time.perf_counter() - t1}
