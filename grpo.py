@@ -456,9 +456,8 @@ def policy_update(model, opt, batch: Batch, cfg: Config, world: int) -> dict[str
 
 
 def zero_gradient_step(opt) -> dict[str, float]:
-    """policy_update's step when the gradient is exactly 0, without its passes. AdamW still steps: its momentum and
-    weight decay move the weights and its step count advances, as they would after the passes, so skipping them
-    changes nothing but the time taken."""
+    """policy_update on a gradient known to be exactly 0, without its passes. AdamW still steps, since its momentum
+    and weight decay move the weights after the passes too: skipping them saves time and changes nothing else."""
     for group in opt.param_groups:
         for p in group["params"]:
             p.grad = torch.zeros_like(p)
