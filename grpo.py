@@ -42,7 +42,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from rewards import (ACCURACY, FIELDS, SandboxError, accuracy_rewards, answer_key, extract_answer, format_reward,
-                     needs_math_verify, r1_zero_prompt, require_layers, to_row)
+                     needs_math_verify, r1_zero_messages, r1_zero_prompt, require_layers, to_row)
 from sample import left_pad, position_ids, sample
 
 # ----------------------------------------------------------------------------------------------------- config
@@ -72,6 +72,8 @@ class Config:
     G: int = flag(16, "answers sampled per question, at least 2: A is relative to the group (R1-Zero: 16)", ">= 2")
     prompts_per_step: int = flag(32, "questions per optimiser step, over all ranks (R1-Zero: 32)", "> 0")
     max_new_tokens: int = flag(512, "completion budget per answer, in tokens", "> 0")
+    template: str = flag("r1_zero", "r1_zero: the paper's plain prompt (base models); chat: the model's own chat "
+                         "template, R1-Zero's instruction as the system message (instruct models)")
     temperature: float = flag(1.0, "sampling temperature T, also used in every log-prob (R1-Zero: 1.0)", "> 0")
     top_p: float = flag(1.0, "nucleus sampling; 1.0 samples from the full tempered distribution", "in (0, 1]")
     beta: float = flag(0.001, "weight of the KL penalty (R1-Zero: 0.001); 0 loads no reference model", ">= 0")
@@ -123,6 +125,7 @@ def parse_config(argv=None) -> Config:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog="Defaults marked 'shipped model' "
                                      "replace the paper's when --model is the shipped model (the default).")
     choices = {"loss_agg": LOSS_AGG, "task": ("auto", *FIELDS), "scale_rewards": ("group", "batch", "none"),
+               "template": ("r1_zero", "chat"),
                "importance_sampling": ("token", "sequence"), "kl_estimator": tuple(KL_ESTIMATORS)}
     for f in fields(Config):
         kind = {bool: dict(action=argparse.BooleanOptionalAction), float | None: dict(type=float),
@@ -398,19 +401,34 @@ def accuracy_functions(cfg: Config) -> dict:
     return ACCURACY if cfg.math_verify else dict(ACCURACY, math=partial(ACCURACY["math"], math_verify=False))
 
 
-def complete(model, tokenizer, rows, G: int, T: float, top_p: float, max_new_tokens: int, generator):
-    """G completions per question in the R1-Zero template: the tokenized prompts, the Samples and the texts."""
-    prompts = [tokenizer(r1_zero_prompt(r["prompt"]))["input_ids"] for r in rows]
+def prompt_ids(tokenizer, question: str, template: str) -> list[int]:
+    """The question's token ids in the R1-Zero template, or in the tokenizer's chat template with R1-Zero's
+    instruction as the system message and the assistant's turn opened. The chat text holds its own special tokens
+    (a BOS where the template writes one), so the tokenizer adds none to it."""
+    if template == "r1_zero":
+        return tokenizer(r1_zero_prompt(question))["input_ids"]
+    text = tokenizer.apply_chat_template(r1_zero_messages(question), tokenize=False, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def completion_texts(tokenizer, s) -> list[str]:
+    """Each completion's text: every token drawn but the EOS that ended it. Special tokens are kept: a tokenizer may
+    register <think>, <answer>... as special tokens, and skipping them would zero every format reward."""
+    return tokenizer.batch_decode([t[:n - e] for t, n, e in zip(s.tokens.tolist(), s.lengths.tolist(),
+                                                                s.ended.tolist())], skip_special_tokens=False)
+
+
+def complete(model, tokenizer, rows, G: int, T: float, top_p: float, max_new_tokens: int, generator, template: str):
+    """G completions per question in the prompt template: the tokenized prompts, the Samples and the texts."""
+    prompts = [prompt_ids(tokenizer, r["prompt"], template) for r in rows]
     s = sample(model, prompts, G, max_new_tokens, T, top_p, eos_ids(tokenizer, model), pad_id(tokenizer), generator)
-    texts = tokenizer.batch_decode([t[:n] for t, n in zip(s.tokens.tolist(), s.lengths.tolist())],
-                                   skip_special_tokens=True)
-    return prompts, s, texts
+    return prompts, s, completion_texts(tokenizer, s)
 
 
 def rollout(sampler, tokenizer, rows, cfg: Config, generator, device):
     """Sample G answers per question from pi_old and lay them out as a Batch (advantages are filled in later)."""
     prompts, s, texts = complete(sampler, tokenizer, rows, cfg.G, cfg.temperature, cfg.top_p, cfg.max_new_tokens,
-                                 generator)
+                                 generator, cfg.template)
     prompt_ids, prompt_mask = left_pad(prompts, pad_id(tokenizer), device)
     mask = (torch.arange(s.tokens.shape[1], device=device) < s.lengths[:, None]).long()
     ids = torch.cat([prompt_ids.repeat_interleave(cfg.G, 0), s.tokens], 1)
@@ -459,6 +477,16 @@ def policy_update(model, opt, batch: Batch, cfg: Config, world: int) -> dict[str
         dist.all_reduce(stats)
     return {"loss": stats[0].item(), "kl": stats[1].item(), "clip_frac": stats[2].item(),
             "grad_norm": grad_norm.item()}
+
+
+def zero_gradient_step(opt) -> dict[str, float]:
+    """policy_update on a gradient known to be exactly 0, without its passes. AdamW still steps, since its momentum
+    and weight decay move the weights after the passes too: skipping them saves time and changes nothing else."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            p.grad = torch.zeros_like(p)
+    opt.step()
+    return {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0}
 
 
 def clipped_tokens(logp, old_logp, A, mask, eps_low: float, eps_high: float, importance_sampling: str):
@@ -510,19 +538,22 @@ def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator,
     if cfg.dynamic_sampling:  # DAPO: no signal, so out of the update and out of its normaliser
         batch.mask = batch.mask * ~flat.to(device).repeat_interleave(cfg.G)[:, None]
     t1 = time.perf_counter()
-    if ref is not None:
+    # No signal, no work: when every A is 0 on every rank (decided together, or DDP would wait for a rank that
+    # skipped) and there is no KL term (or dynamic sampling left no group), the gradient is exactly 0.
+    idle = global_sum(batch.A != 0, world) == 0 and (cfg.beta == 0 or cfg.dynamic_sampling)
+    if ref is not None and not idle:
         batch.ref_logp = batch_logprobs(ref, batch, cfg)
-    if cfg.mu > 1:  # recomputed by the trainer, not taken from the sampler, so rho = 1 exactly at the first pass
+    if cfg.mu > 1 and not idle:  # recomputed by the trainer, not taken from the sampler, so rho = 1 exactly at first
         batch.old_logp = batch_logprobs(model, batch, cfg)
     for _ in range(cfg.mu):
-        update = policy_update(model, opt, batch, cfg, world)
+        update = zero_gradient_step(opt) if idle else policy_update(model, opt, batch, cfg, world)
     lengths = s.lengths.float()
     metrics = {"reward": r["reward"].mean().item(), "reward_std": batch_std(r["reward"], world).item(),
                "accuracy": r["accuracy"].mean().item(), "format": r["format"].mean().item(),
                "length_mean": lengths.mean().item(), "length_max": lengths.max().item(),
                "truncated": (~s.ended).float().mean().item(),
                "groups_all_equal": flat.float().mean().item(),
-               "groups_dropped": global_sum(flat, world) if cfg.dynamic_sampling else 0,
+               "groups_dropped": global_sum(flat, world) if cfg.dynamic_sampling else 0, "skipped": float(idle),
                "recheck": sum(bool(RECHECK.search(t)) for t in texts) / len(texts)}
     metrics = reduce_over_ranks(metrics, world) | update
     metrics |= {"lr": opt.param_groups[0]["lr"], "time_sample": t1 - t0, "time_train": time.perf_counter() - t1}
@@ -553,9 +584,9 @@ def evaluate(model, tokenizer, rows, cfg: Config, rank: int, world: int, chunk: 
     mine = rows[rank::world]
     for i in range(0, len(mine), chunk):
         part = mine[i:i + chunk]
-        _, _, greedy = complete(model, tokenizer, part, 1, 0.0, 1.0, cfg.max_new_tokens, None)
+        _, _, greedy = complete(model, tokenizer, part, 1, 0.0, 1.0, cfg.max_new_tokens, None, cfg.template)
         _, s, sampled = complete(model, tokenizer, part, k, cfg.eval_temperature, cfg.eval_top_p,
-                                 cfg.max_new_tokens, generator)
+                                 cfg.max_new_tokens, generator, cfg.template)
         greedy_acc = accuracy_rewards(greedy, part, rewards)
         sampled_acc = accuracy_rewards(sampled, [row for row in part for _ in range(k)], rewards)
         for j in range(len(part)):
@@ -816,6 +847,8 @@ def train(cfg: Config) -> None:
         print(f"note: --prompts-per-step {cfg.prompts_per_step} is more than the {len(rows)} rows of {cfg.data}: "
               f"each step repeats questions")
     tokenizer = pretrained(AutoTokenizer, cfg.model, "--model")
+    if cfg.template == "chat" and not tokenizer.chat_template:
+        raise SystemExit(f"grpo.py: error: --template chat: {cfg.model} has no chat template; use --template r1_zero")
     policy, sampler, ref = load_models(cfg, device)
     os.makedirs(cfg.out, exist_ok=True)
     metrics_file = os.path.join(cfg.out, "eval.jsonl" if cfg.eval_only else "metrics.jsonl")  # eval-only appends

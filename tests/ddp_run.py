@@ -3,7 +3,9 @@ replaced. REWARD `fail-on-rank-1`: rank 1 raises while scoring, as a reward on a
 must stop with that error shown rather than hang in an all-reduce. REWARD `by-length`: rewards that vary for a
 random tiny model (which never answers right), so that a short run really trains. REWARD `math-verify`: the
 real score, after checking that math-verify (whose timer is a signal, set only from a main thread) judges a
-non-numeric answer on this rank. REWARD `sigterm-on-rank-1`: by-length, and rank 1 alone gets SIGTERM at step 2."""
+non-numeric answer on this rank. REWARD `sigterm-on-rank-1`: by-length, and rank 1 alone gets SIGTERM at step 2.
+REWARD `signal-on-rank-1`: every reward 0 on rank 0 and varied on rank 1, so that only rank 1 has a signal and both
+must still run the loss passes together."""
 import os
 import signal
 import sys
@@ -36,6 +38,11 @@ def sigterm_on_rank_1_at_step_2(completions, rows, G, cfg, lengths):
 CALLS = []
 
 
+def signal_on_rank_1(completions, rows, G, cfg, lengths):
+    r = torch.arange(len(completions)).float() % 2 * int(os.environ["RANK"])  # rank 0: all 0, no signal at all
+    return {"reward": r, "accuracy": r, "format": r}
+
+
 def math_verify_then_score(completions, rows, G, cfg, lengths):
     judged = grpo.accuracy_rewards(["<answer>1 + x</answer>"], [{"task": "math", "answer": "x+1", "prompt": "p"}])
     if judged != [1.0]:
@@ -47,5 +54,5 @@ score = grpo.score
 
 if __name__ == "__main__":
     grpo.score = {"fail-on-rank-1": fail_on_rank_1, "by-length": by_length, "math-verify": math_verify_then_score,
-                  "sigterm-on-rank-1": sigterm_on_rank_1_at_step_2}[sys.argv[1]]
+                  "sigterm-on-rank-1": sigterm_on_rank_1_at_step_2, "signal-on-rank-1": signal_on_rank_1}[sys.argv[1]]
     grpo.main(sys.argv[2:])

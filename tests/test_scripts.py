@@ -17,9 +17,10 @@ def run(*args) -> str:
 
 
 @pytest.mark.slow
-def test_bench_prints_its_table():
-    out = run("tests/bench.py", "--prompts", "2", "--G", "2", "--new-tokens", "6", "--repeats", "1")
-    assert "greedy vs generate: 2/2 rows identical over 6 tokens" in out
+def test_bench_prints_its_table(model_dir):
+    out = run("tests/bench.py", "--model", model_dir, "--prompts", "2", "--G", "2", "--new-tokens", "6", "--repeats",
+              "1")
+    assert out.startswith(model_dir) and "greedy vs generate: 2/2 rows identical over 6 tokens" in out
     gap = float(out.split("recomputation: max |difference| ")[1].split(",")[0])
     assert gap < 1e-4, "float32 sampling and the trainer's recomputation disagree"
     rows = [line for line in out.splitlines() if line.startswith("| ")]
