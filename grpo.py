@@ -261,17 +261,17 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, T: float) -> torc
     return torch.stack([checkpoint(row_logprobs, z, o, T, use_reentrant=False) for z, o in zip(logits, tokens)])
 
 
-def group_advantages(r: torch.Tensor, G: int, eps: float = 1e-4, scale: str = "group", world: int = 1):
-    """A_i = (r_i - mean(r)) / (std(r) + eps) within each group of G answers; std with Bessel's correction.
-    scale="batch" divides by the std of the whole batch's rewards (over all ranks); "none" does not (Dr. GRPO)."""
+def group_advantages(r: torch.Tensor, G: int, eps: float = 1e-4, scale: str = "group", batch_std=None):
+    """A_i within each group of G answers, std with Bessel's correction. scale="batch" divides by batch_std, the std
+    of the whole batch's rewards over all ranks (default: of r); "none" does not divide (Dr. GRPO)."""
     if G < 2:
         raise ValueError(f"group advantages need G >= 2 answers per question, got G = {G}")
     r = r.view(-1, G)
-    centered = (r - r.mean(-1, keepdim=True)).masked_fill(flat_groups(r, G)[:, None], 0.0)  # mean may round
-    if scale == "none":
-        return centered.view(-1)
-    std = r.std(-1, keepdim=True) if scale == "group" else batch_std(r, world)
-    return (centered / (std + eps)).view(-1)
+    std = {"group": r.std(-1, keepdim=True), "batch": r.std() if batch_std is None else batch_std, "none": 1.0}[scale]
+    eps = 0.0 if scale == "none" else eps  # so that Dr. GRPO's division is by exactly 1
+    # A_i = (r_i - mean(r)) / (std(r) + eps)
+    A = (r - r.mean(-1, keepdim=True)) / (std + eps)
+    return A.masked_fill(flat_groups(r, G)[:, None], 0.0).view(-1)  # no signal: 0 exactly, not a rounded mean
 
 
 def flat_groups(r: torch.Tensor, G: int) -> torch.Tensor:
@@ -280,12 +280,10 @@ def flat_groups(r: torch.Tensor, G: int) -> torch.Tensor:
     return (r == r[:, :1]).all(-1)
 
 
-def batch_std(r: torch.Tensor, world: int) -> torch.Tensor:
-    """The std (Bessel's correction) of every reward of the batch, on all ranks, from all-reduced sums."""
-    sums = torch.stack([torch.tensor(float(r.numel())), r.sum().double(), (r.double() ** 2).sum()]).to(r.device)
-    if world > 1:
-        dist.all_reduce(sums)
-    n, total, squares = sums
+def batch_std(r: torch.Tensor) -> torch.Tensor:
+    """The std (Bessel's correction) of every reward of the batch, on all ranks, from the ranks' summed moments."""
+    x = r.double()
+    n, total, squares = all_ranks(torch.stack([torch.ones_like(x).sum(), x.sum(), (x * x).sum()]))
     return ((squares - total ** 2 / n) / (n - 1)).clamp(min=0).sqrt().to(r.dtype)
 
 
@@ -444,12 +442,11 @@ def batch_logprobs(model, batch: Batch, cfg: Config) -> torch.Tensor:
                                           cfg.temperature) for i in range(0, len(batch.ids), mb)])
 
 
-def policy_update(model, opt, batch: Batch, cfg: Config, world: int) -> dict[str, float]:
+def policy_update(model, opt, batch: Batch, cfg: Config) -> dict[str, float]:
     """One AdamW step on the GRPO loss of the whole batch, accumulated over micro-batches."""
     C, mb, n = batch.mask.shape[1], cfg.micro_batch, len(batch.ids)
-    norm = global_counts(batch.mask, world)  # the loss of the whole batch over all ranks, however it is cut
-    if norm["num_seqs"] == 0:  # dynamic sampling left no group with a signal, on any rank: no step
-        return {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0}
+    norm = global_counts(batch.mask)  # the loss of the whole batch over all ranks, however it is cut
+    world = dist.get_world_size() if dist.is_initialized() else 1
     eps_high = cfg.epsilon if cfg.epsilon_high is None else cfg.epsilon_high
     stats = torch.zeros(3, device=batch.ids.device)  # loss, KL, clip fraction: each this rank's share of the mean
     opt.zero_grad(set_to_none=True)
@@ -473,8 +470,7 @@ def policy_update(model, opt, batch: Batch, cfg: Config, world: int) -> dict[str
                                   (clipped * mask).sum() / norm["num_tokens"]])
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
     opt.step()
-    if world > 1:
-        dist.all_reduce(stats)
+    stats = all_ranks(stats)
     return {"loss": stats[0].item(), "kl": stats[1].item(), "clip_frac": stats[2].item(),
             "grad_norm": grad_norm.item()}
 
@@ -496,21 +492,19 @@ def clipped_tokens(logp, old_logp, A, mask, eps_low: float, eps_high: float, imp
     return ((rho < 1 - eps_low) & (A < 0)) | ((rho > 1 + eps_high) & (A > 0))
 
 
-def global_counts(mask: torch.Tensor, world: int) -> dict:
+def global_counts(mask: torch.Tensor) -> dict:
     """Sequences and completion tokens of the whole batch, summed over ranks; a sequence every token of which is
     masked out (a group dynamic sampling left out) is not counted."""
-    counts = torch.tensor([mask.any(-1).sum(), mask.sum()], device=mask.device, dtype=torch.float64)
-    if world > 1:
-        dist.all_reduce(counts)
-    return {"num_seqs": counts[0].item(), "num_tokens": counts[1].item()}
+    num_seqs, num_tokens = all_ranks(torch.stack([mask.any(-1).sum(), mask.sum()]).double()).tolist()
+    return {"num_seqs": num_seqs, "num_tokens": num_tokens}
 
 
-def global_sum(x: torch.Tensor, world: int) -> float:
-    """The sum of x over all ranks."""
-    total = x.sum().double()
-    if world > 1:
-        dist.all_reduce(total)
-    return total.item()
+def all_ranks(x: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:
+    """x summed (or reduced by op) over every rank, the same on each; x itself in a single process. The one place
+    where the step's numbers cross ranks, apart from DDP's and FSDP's own gradient reductions."""
+    if dist.is_initialized():
+        dist.all_reduce(x, op=op)
+    return x
 
 
 @torch.no_grad()
@@ -526,36 +520,37 @@ def sync_sampler(sampler, policy) -> None:
 RECHECK = re.compile(r"\b(wait|verify|check again|let me check|double[- ]check|re-?check)\b", re.IGNORECASE)
 
 
-def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator, world: int):
+def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator):
     """Sample, score, compute advantages, then mu optimiser steps; returns metrics and a few examples."""
     device, policy = batch_device(model), unwrap(model)
     t0 = time.perf_counter()
     sync_sampler(sampler, policy)  # pi_old = pi_theta
     batch, texts, s = rollout(sampler, tokenizer, rows, cfg, generator, device)
     r = score(texts, rows, cfg.G, cfg, s.lengths)
-    batch.A = group_advantages(r["reward"], cfg.G, scale=cfg.scale_rewards, world=world).to(device)
+    std = batch_std(r["reward"])  # over all ranks; the advantage uses it with --scale-rewards batch
+    batch.A = group_advantages(r["reward"], cfg.G, scale=cfg.scale_rewards, batch_std=std).to(device)
     flat = flat_groups(r["reward"], cfg.G)
     if cfg.dynamic_sampling:  # DAPO: no signal, so out of the update and out of its normaliser
         batch.mask = batch.mask * ~flat.to(device).repeat_interleave(cfg.G)[:, None]
     t1 = time.perf_counter()
     # No signal, no work: when every A is 0 on every rank (decided together, or DDP would wait for a rank that
     # skipped) and there is no KL term (or dynamic sampling left no group), the gradient is exactly 0.
-    idle = global_sum(batch.A != 0, world) == 0 and (cfg.beta == 0 or cfg.dynamic_sampling)
+    idle = all_ranks((batch.A != 0).sum()) == 0 and (cfg.beta == 0 or cfg.dynamic_sampling)
     if ref is not None and not idle:
         batch.ref_logp = batch_logprobs(ref, batch, cfg)
     if cfg.mu > 1 and not idle:  # recomputed by the trainer, not taken from the sampler, so rho = 1 exactly at first
         batch.old_logp = batch_logprobs(model, batch, cfg)
     for _ in range(cfg.mu):
-        update = zero_gradient_step(opt) if idle else policy_update(model, opt, batch, cfg, world)
+        update = zero_gradient_step(opt) if idle else policy_update(model, opt, batch, cfg)
     lengths = s.lengths.float()
-    metrics = {"reward": r["reward"].mean().item(), "reward_std": batch_std(r["reward"], world).item(),
+    metrics = {"reward": r["reward"].mean().item(), "reward_std": std.item(),
                "accuracy": r["accuracy"].mean().item(), "format": r["format"].mean().item(),
                "length_mean": lengths.mean().item(), "length_max": lengths.max().item(),
                "truncated": (~s.ended).float().mean().item(),
                "groups_all_equal": flat.float().mean().item(),
-               "groups_dropped": global_sum(flat, world) if cfg.dynamic_sampling else 0, "skipped": float(idle),
+               "groups_dropped": all_ranks(flat.sum()).item() if cfg.dynamic_sampling else 0, "skipped": float(idle),
                "recheck": sum(bool(RECHECK.search(t)) for t in texts) / len(texts)}
-    metrics = reduce_over_ranks(metrics, world) | update
+    metrics = reduce_over_ranks(metrics) | update
     metrics |= {"lr": opt.param_groups[0]["lr"], "time_sample": t1 - t0, "time_train": time.perf_counter() - t1}
     examples = [{"prompt": rows[b]["prompt"], **{k: rows[b][k] for k in ("answer", "tests", "nums", "target")
                                                  if k in rows[b]}, "completion": texts[b * cfg.G],
@@ -595,8 +590,7 @@ def evaluate(model, tokenizer, rows, cfg: Config, rank: int, world: int, chunk: 
                                   sum(format_reward(c) for c in group) / k,
                                   s.lengths[j * k:(j + 1) * k].double().mean().item()], dtype=torch.float64,
                                  device=device)
-    if world > 1:
-        dist.all_reduce(sums)
+    sums = all_ranks(sums)
     names = ["greedy_pass@1", f"pass@1_k{k}", f"cons@{k}", "format", "length_mean"]
     return {"eval/" + n: v / len(rows) for n, v in zip(names, sums.tolist())}
 
@@ -657,15 +651,13 @@ def eos_ids(tokenizer, model) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def reduce_over_ranks(metrics: dict[str, float], world: int) -> dict[str, float]:
+def reduce_over_ranks(metrics: dict[str, float]) -> dict[str, float]:
     """Every rank holds the same number of completions, so the global mean is the mean of the ranks' means."""
-    if world == 1:
-        return metrics
+    world = dist.get_world_size() if dist.is_initialized() else 1
     keys = sorted(metrics)
-    means = torch.tensor([metrics[k] for k in keys if not k.endswith("_max")], dtype=torch.float64)
-    maxes = torch.tensor([metrics[k] for k in keys if k.endswith("_max")], dtype=torch.float64)
-    dist.all_reduce(means)
-    dist.all_reduce(maxes, op=dist.ReduceOp.MAX)
+    means = all_ranks(torch.tensor([metrics[k] for k in keys if not k.endswith("_max")], dtype=torch.float64))
+    maxes = all_ranks(torch.tensor([metrics[k] for k in keys if k.endswith("_max")], dtype=torch.float64),
+                      dist.ReduceOp.MAX)
     values, maxes = iter((means / world).tolist()), iter(maxes.tolist())
     return {k: next(maxes) if k.endswith("_max") else next(values) for k in keys}
 
@@ -893,12 +885,12 @@ def train(cfg: Config) -> None:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             with autocast:
-                metrics, examples = grpo_step(model, ref, sampler, tokenizer, opt, step_rows, cfg, generator, world)
+                metrics, examples = grpo_step(model, ref, sampler, tokenizer, opt, step_rows, cfg, generator)
             if device.type == "cuda":
                 metrics["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30  # rank 0's
             if rank == 0:
                 log_step(step, metrics, examples, cfg, bar, tracker)
-            signalled = stop.on_any_rank(world)
+            signalled = stop.on_any_rank()
             if eval_rows and not signalled and (step == cfg.steps or cfg.eval_every and step % cfg.eval_every == 0):
                 after = run_eval(step)
             if cfg.save_every and step % cfg.save_every == 0 or signalled:  # last: a resumed run repeats nothing
@@ -975,12 +967,9 @@ class StopSignals:
         for s, handler in self.previous.items():
             signal.signal(s, handler)
 
-    def on_any_rank(self, world: int) -> int:
+    def on_any_rank(self) -> int:
         """The signal any rank received (0: none), the same on every rank, so that all stop after the same step."""
-        received = torch.tensor(self.received)
-        if world > 1:
-            dist.all_reduce(received, op=dist.ReduceOp.MAX)
-        return int(received)
+        return int(all_ranks(torch.tensor(self.received), dist.ReduceOp.MAX))
 
 
 def trained_steps(path: str) -> int:

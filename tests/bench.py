@@ -202,7 +202,7 @@ def training_rows(model, tokenizer, args, device, peak) -> list[tuple]:
 
     def update():
         with autocast:
-            grpo.policy_update(policy, opt, batch, cfg, 1)
+            grpo.policy_update(policy, opt, batch, cfg)
 
     reset_peak(device)
     seconds = median_seconds(update, args.repeats, device)
@@ -219,7 +219,7 @@ def training_rows(model, tokenizer, args, device, peak) -> list[tuple]:
 
     def step():
         with autocast:
-            metrics, _ = grpo.grpo_step(policy, ref, sampler, tokenizer, opt, data, cfg, generator, 1)
+            metrics, _ = grpo.grpo_step(policy, ref, sampler, tokenizer, opt, data, cfg, generator)
         steps.append(metrics)
 
     reset_peak(device)

@@ -61,7 +61,7 @@ def update(name: str, micro_batch: int, rank: int, world: int, fsdp: bool) -> tu
     model = wrapped(fsdp, calls)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     cfg = grpo.Config(micro_batch=micro_batch, beta=0.04, max_new_tokens=batch.mask.shape[1], **VARIANTS[name])
-    grpo.policy_update(model, opt, half_batch(batch, rank, world), cfg, world)
+    grpo.policy_update(model, opt, half_batch(batch, rank, world), cfg)
     return torch.cat([(p.full_tensor() if fsdp else p).detach().flatten() for p in model.parameters()]), calls
 
 
@@ -69,7 +69,7 @@ def main(out: str) -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     half = REWARDS[rank * 4:(rank + 1) * 4]
-    results = {"batch_std": grpo.batch_std(half, world)}
+    results = {"batch_std": grpo.batch_std(half)}
     for kind in ("ddp", "fsdp"):
         _, one_pass_calls = update("grpo", 4, rank, world, kind == "fsdp")  # 4 rows per rank: one micro-batch
         results[kind] = {"one_pass_calls": len(one_pass_calls)}

@@ -26,7 +26,7 @@ def single_process_update(name: str) -> torch.Tensor:
     model = tiny_model(vocab_size=64, seed=3)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     cfg = grpo.Config(micro_batch=8, beta=0.04, max_new_tokens=batch.mask.shape[1], **VARIANTS[name])
-    grpo.policy_update(model, opt, batch, cfg, world=1)
+    grpo.policy_update(model, opt, batch, cfg)
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 

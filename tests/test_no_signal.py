@@ -42,7 +42,7 @@ def after_a_step_with_signal(vocab: int):
     """A tiny model and its AdamW (weight decay on) after one step on random advantages: AdamW has momentum."""
     model = tiny_model(vocab_size=vocab)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
-    grpo.policy_update(model, opt, random_batch(vocab), Config(beta=0.0, max_new_tokens=7), world=1)
+    grpo.policy_update(model, opt, random_batch(vocab), Config(beta=0.0, max_new_tokens=7))
     return model, opt
 
 
@@ -54,12 +54,12 @@ def test_a_step_without_signal_runs_no_pass_and_moves_the_weights_as_the_passes_
     twin_opt.load_state_dict(copy.deepcopy(opt.state_dict()))
     before = copy.deepcopy(model.state_dict())
     passes.clear()
-    metrics, _ = grpo.grpo_step(model, None, model, tokenizer, opt, ROWS, cfg, torch.Generator().manual_seed(0), 1)
+    metrics, _ = grpo.grpo_step(model, None, model, tokenizer, opt, ROWS, cfg, torch.Generator().manual_seed(0))
     assert not passes and metrics["skipped"] == 1 and metrics["loss"] == metrics["grad_norm"] == 0
     no_signal = random_batch(len(tokenizer))
     no_signal.A = torch.zeros_like(no_signal.A)
     for _ in range(cfg.mu):  # what the step would have done: the passes, on a gradient that is exactly 0
-        ran = grpo.policy_update(twin, twin_opt, no_signal, cfg, world=1)
+        ran = grpo.policy_update(twin, twin_opt, no_signal, cfg)
     assert passes and ran["grad_norm"] == 0
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), twin.state_dict().values()))
     assert not all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "AdamW should still move them"
@@ -70,7 +70,7 @@ def test_with_a_kl_term_a_step_without_signal_still_trains(tokenizer, passes):
     model, ref = tiny_model(vocab_size=len(tokenizer)), tiny_model(vocab_size=len(tokenizer), seed=1)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     cfg = Config(G=4, max_new_tokens=6, beta=0.04)
-    metrics, _ = grpo.grpo_step(model, ref, model, tokenizer, opt, ROWS, cfg, torch.Generator().manual_seed(0), 1)
+    metrics, _ = grpo.grpo_step(model, ref, model, tokenizer, opt, ROWS, cfg, torch.Generator().manual_seed(0))
     assert metrics["skipped"] == 0 and metrics["grad_norm"] > 0 and len(passes) == 2  # pi_ref, then the loss
 
 
@@ -78,7 +78,7 @@ def test_dynamic_sampling_with_no_group_left_runs_no_pass_even_with_a_kl_term(to
     model, ref = tiny_model(vocab_size=len(tokenizer)), tiny_model(vocab_size=len(tokenizer), seed=1)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     cfg = Config(G=4, max_new_tokens=6, beta=0.04, dynamic_sampling=True)
-    metrics, _ = grpo.grpo_step(model, ref, model, tokenizer, opt, ROWS, cfg, torch.Generator().manual_seed(0), 1)
+    metrics, _ = grpo.grpo_step(model, ref, model, tokenizer, opt, ROWS, cfg, torch.Generator().manual_seed(0))
     assert not passes and metrics["skipped"] == 1 and metrics["groups_dropped"] == 2
 
 

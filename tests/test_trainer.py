@@ -49,7 +49,7 @@ def one_update(batch: Batch, micro_batch: int, agg: str) -> torch.Tensor:
     before = torch.cat([p.detach().flatten() for p in model.parameters()])
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     cfg = Config(micro_batch=micro_batch, loss_agg=agg, beta=0.04, temperature=1.0, max_new_tokens=batch.mask.shape[1])
-    grpo.policy_update(model, opt, batch, cfg, world=1)
+    grpo.policy_update(model, opt, batch, cfg)
     return torch.cat([p.detach().flatten() for p in model.parameters()]) - before
 
 
