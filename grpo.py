@@ -779,38 +779,27 @@ def load_trainer_state(path: str, policy, opt, generator, rank: int, world: int)
     return state["step"]
 
 
-def truncate_logs(out: str, step: int) -> None:
-    """On resume, drop log lines of steps after the checkpoint: they will be written again."""
-    for name in ("metrics.jsonl", "samples.jsonl"):
-        path = os.path.join(out, name)
-        if os.path.exists(path):
-            kept = [line for line in open(path) if json.loads(line)["step"] <= step]
+def start_logs(out: str, resumed_at: int) -> dict | None:
+    """Rank 0's logs as a run starts. A new run moves an old OUT's logs to *.1, *.2... (so the curves are this run's);
+    a resumed one drops their lines after its checkpoint (it writes them again) and gets back its step-0 evaluation,
+    for the before/after table."""
+    first = None
+    for path in (os.path.join(out, "metrics.jsonl"), os.path.join(out, "samples.jsonl")):
+        if os.path.exists(path) and not resumed_at:
+            n = next(n for n in range(1, 10**6) if not os.path.exists(f"{path}.{n}"))
+            os.replace(path, f"{path}.{n}")
+            print(f"{path} exists from an earlier run: moved to {path}.{n}")
+        elif os.path.exists(path):
+            records = [(json.loads(line), line) for line in open(path)]
             with open(path, "w") as f:
-                f.writelines(kept)
-
-
-def first_eval(metrics_file: str) -> dict | None:
-    """The step-0 evaluation of a run that is being resumed, for its before/after table."""
-    if os.path.exists(metrics_file):
-        for record in map(json.loads, open(metrics_file)):
-            if record["step"] == 0 and "eval/format" in record:
-                return {k: v for k, v in record.items() if k.startswith("eval/")}
-    return None
+                f.writelines(line for record, line in records if record["step"] <= resumed_at)
+            first = first or next((r for r, _ in records if r["step"] == 0 and "eval/format" in r), None)
+    return first and {k: v for k, v in first.items() if k.startswith("eval/")}
 
 
 def append_jsonl(path: str, records: list[dict]) -> None:
     with open(path, "a") as f:
         f.writelines(json.dumps(r) + "\n" for r in records)
-
-
-def keep_previous_logs(out: str) -> None:
-    """A new run into an old OUT starts fresh logs (so the curves are this run's); the old ones become *.1, *.2..."""
-    for name in ("metrics.jsonl", "samples.jsonl"):
-        path = os.path.join(out, name)
-        if os.path.exists(path):
-            n = next(n for n in range(1, 10**6) if not os.path.exists(f"{path}.{n}"))
-            os.replace(path, f"{path}.{n}")
-            print(f"{path} exists from an earlier run: moved to {path}.{n}")
 
 
 def leave_process_group(ddp: bool) -> None:
@@ -845,7 +834,6 @@ def train(cfg: Config) -> None:
     os.makedirs(cfg.out, exist_ok=True)
     metrics_file = os.path.join(cfg.out, "eval.jsonl" if cfg.eval_only else "metrics.jsonl")  # eval-only appends
     if rank == 0 and not cfg.resume and not cfg.eval_only:
-        keep_previous_logs(cfg.out)
         with open(os.path.join(cfg.out, "grpo_config.json"), "w") as f:
             json.dump(asdict(cfg), f, indent=1)
     tracker = start_wandb(cfg) if cfg.wandb and rank == 0 else None
@@ -872,10 +860,10 @@ def train(cfg: Config) -> None:
                             fused=device.type == "cuda")
     generator = torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + rank)  # each rank draws its own
     done = load_trainer_state(cfg.resume, policy, opt, generator, rank, world) if cfg.resume else 0
+    first = start_logs(cfg.out, done) if rank == 0 else None  # a resumed run's step-0 evaluation
     if done and rank == 0:
-        truncate_logs(cfg.out, done)
         print(f"resuming from {cfg.resume} after step {done}")
-    before = first_eval(metrics_file) if done else run_eval(0) if eval_rows else None
+    before = first if done else run_eval(0) if eval_rows else None
     start, after = time.perf_counter(), None
     bar = tqdm(range(done + 1, cfg.steps + 1), desc="grpo", initial=done, total=cfg.steps,
                disable=None if rank == 0 else True)  # None: no bar when the output is a file, not a terminal

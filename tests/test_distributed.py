@@ -91,11 +91,20 @@ def data(tmp_path):
     return str(path)
 
 
-def test_resume_continues_exactly(model_dir, data, tmp_path):
-    grpo.main(run_args(model_dir, data, tmp_path / "straight", 4))
-    grpo.main(run_args(model_dir, data, tmp_path / "split", 2))
-    grpo.main(run_args(model_dir, data, tmp_path / "split", 4, "--resume", str(tmp_path / "split")))
-    straight, split = train_lines(tmp_path / "straight"), train_lines(tmp_path / "split")
+def before_after_table(printed: str) -> list[str]:
+    """The rows of the last before/after table printed: each metric, before and after."""
+    return [line for line in printed[printed.find("held-out"):].splitlines()[1:] if line.startswith("  ")]
+
+
+def test_resume_continues_exactly(model_dir, data, tmp_path, capsys):
+    evaluated = ("--eval-data", data, "--eval-k", "2")
+    grpo.main(run_args(model_dir, data, tmp_path / "straight", 4, *evaluated))
+    table = before_after_table(capsys.readouterr().out)
+    grpo.main(run_args(model_dir, data, tmp_path / "split", 2, *evaluated))
+    capsys.readouterr()
+    grpo.main(run_args(model_dir, data, tmp_path / "split", 4, "--resume", str(tmp_path / "split"), *evaluated))
+    assert before_after_table(capsys.readouterr().out) == table  # "before": the step-0 evaluation from the log
+    straight, split = ([m for m in train_lines(tmp_path / out) if "reward" in m] for out in ("straight", "split"))
     assert [m["step"] for m in split] == [1, 2, 3, 4]
     assert split == straight
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "split")
