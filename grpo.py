@@ -678,10 +678,7 @@ def enable_gradient_checkpointing(model) -> None:
     """Recompute each decoder layer in backward instead of storing its activations. transformers checkpoints a
     layer only while that layer is in training mode, so training mode is switched on for the layers alone: the
     dropout inside them stays off, and the pi_theta that is differentiated is still the one that sampled."""
-    if hasattr(model, "activation_checkpointing_enable"):  # the name since transformers 5.2x
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     for layer in model.modules():
         if getattr(layer, "gradient_checkpointing", False):
             layer.training = True
