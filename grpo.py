@@ -66,7 +66,7 @@ class Config:
                      "task (data/README.md); default: the shipped arithmetic task")
     task: str = flag("auto", "auto (each row by its fields), math, gsm8k, competition_math, code or countdown")
     math_verify: bool = flag(True, "compare gold answers that are not one number with math-verify too, where installed")
-    skip_bad_rows: bool = flag(False, "leave out dataset rows that cannot be read (and say how many) instead of stopping")
+    skip_bad_rows: bool = flag(False, "leave out dataset rows that cannot be read (saying how many), not stop")
     allow_weak_sandbox: bool = flag(False, "score code rows even where the sandbox lacks Landlock or seccomp (warned)")
     out: str = flag("out", "metrics.jsonl, samples.jsonl, checkpoints and the final model go here")
     G: int = flag(16, "answers sampled per question, at least 2: A is relative to the group (R1-Zero: 16)", ">= 2")
@@ -78,7 +78,7 @@ class Config:
     top_p: float = flag(1.0, "nucleus sampling; 1.0 samples from the full tempered distribution", "in (0, 1]")
     beta: float = flag(0.001, "weight of the KL penalty (R1-Zero: 0.001); 0 loads no reference model", ">= 0")
     epsilon: float = flag(0.2, "clip range eps_low: rho is clipped to [1 - eps, ...] (PPO, DeepSeekMath)", "in [0, 1)")
-    epsilon_high: float | None = flag(None, "upper clip range eps_high (DAPO's clip-higher); default: = epsilon", ">= 0")
+    epsilon_high: float | None = flag(None, "upper clip range eps_high (DAPO's clip-higher); default: epsilon", ">= 0")
     mu: int = flag(1, "optimiser steps per batch of samples (DeepSeekMath's mu)", "> 0")
     lr: float = flag(3e-6, "AdamW learning rate (R1-Zero: 3e-6)", "> 0")
     weight_decay: float = flag(0.0, "AdamW's decoupled weight decay", ">= 0")
@@ -86,7 +86,7 @@ class Config:
     micro_batch: int = flag(8, "completions per forward/backward pass of the loss", "> 0")
     logprob_micro_batch: int = flag(16, "completions per no-grad pass for pi_ref and pi_old log-probs", "> 0")
     gradient_checkpointing: bool = flag(False, "recompute activations in backward: less memory, 1/3 more compute")
-    fsdp: bool = flag(False, "shard pi_theta (weights, gradients, AdamW state) and pi_ref over torchrun's ranks (FSDP2)")
+    fsdp: bool = flag(False, "shard pi_theta (weights, gradients, AdamW state) and pi_ref over the ranks (FSDP2)")
     loss_agg: str = flag("grpo", "grpo (paper), token_mean (DAPO), dr_grpo (Dr. GRPO)")
     scale_rewards: str = flag("group", "divide A by the std of its group (paper), of the batch, or none (Dr. GRPO)")
     importance_sampling: str = flag("token", "token: a ratio per token (paper); sequence: one per completion (GSPO)")
@@ -144,7 +144,8 @@ def parse_config(argv=None) -> Config:
         if valid and value is not None and not VALID[valid](value):
             parser.error(f"--{f.name.replace('_', '-')} must be {valid}, got {value}")
     if cfg.overlong_buffer > cfg.max_new_tokens:
-        parser.error(f"--overlong-buffer ({cfg.overlong_buffer}) must not exceed --max-new-tokens ({cfg.max_new_tokens})")
+        parser.error(f"--overlong-buffer ({cfg.overlong_buffer}) must not exceed --max-new-tokens "
+                     f"({cfg.max_new_tokens})")
     if cfg.eval_only and not cfg.eval_data:
         parser.error("--eval-only needs --eval-data")
     if cfg.wandb and importlib.util.find_spec("wandb") is None:
@@ -233,7 +234,7 @@ def read_data(path: str, cfg, rank: int) -> list[dict]:
 
 
 def rows_for_step(rows: list[dict], step: int, n: int, seed: int, rank: int, world: int) -> list[dict]:
-    """This rank's share of the step's n questions, read in a fresh seeded order each epoch (stateless, so resumable)."""
+    """This rank's share of the step's n questions, in a fresh seeded order each epoch (stateless, so resumable)."""
     picked, orders = [], {}
     for i in range(step * n + rank * n // world, step * n + (rank + 1) * n // world):
         epoch, pos = divmod(i, len(rows))
@@ -799,13 +800,6 @@ def append_jsonl(path: str, records: list[dict]) -> None:
         f.writelines(json.dumps(r) + "\n" for r in records)
 
 
-def leave_process_group(ddp: bool) -> None:
-    """All ranks leave together: a rank that tears gloo down while rank 0 still writes can abort the job."""
-    if ddp:
-        dist.barrier()
-        dist.destroy_process_group()
-
-
 def train(cfg: Config) -> None:
     ddp = "RANK" in os.environ
     if ddp:
@@ -927,9 +921,13 @@ def samples_table(examples: list[dict]):
 
 
 def finish(tracker, ddp: bool) -> None:
+    """The W&B run closed, then all ranks leave together: one that tears gloo down while rank 0 still writes can
+    abort the job."""
     if tracker:
         tracker.finish()
-    leave_process_group(ddp)
+    if ddp:
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 class StopSignals:
