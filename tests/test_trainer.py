@@ -63,6 +63,22 @@ def test_update_does_not_depend_on_micro_batching(agg):
         assert ((split - whole).norm() / whole.norm()).item() < 1e-5  # float32 rounding, nothing more
 
 
+def test_on_policy_update_is_the_policy_gradient():
+    """mu = 1: pi_old is pi_theta detached, so rho = 1 and yet the loss has a gradient (an undetached pi_old makes it
+    0 and nothing learns). Unclipped, with beta = 0 and grpo aggregation, d loss / d logp_it = -A_i / (G |o_i|): the
+    update's gradient must be that of sum_it -A_i / (G |o_i|) logp_it, written here without the surrogate."""
+    model, batch = tiny_model(vocab_size=64, seed=2), random_batch(64)
+    batch.old_logp = batch.ref_logp = None
+    cfg = Config(micro_batch=4, beta=0.0, max_grad_norm=1e9, max_new_tokens=batch.mask.shape[1])
+    logp = completion_logprobs(model, batch.ids, batch.attention_mask, batch.mask.shape[1], cfg.temperature)
+    weight = -batch.A[:, None] * batch.mask / (batch.mask.sum(-1, keepdim=True) * len(batch.ids))
+    (weight * logp).sum().backward()
+    want = torch.cat([p.grad.flatten() for p in model.parameters()])
+    grpo.policy_update(model, torch.optim.SGD(model.parameters(), lr=1.0), batch, cfg)  # zeroes the grads first
+    got = torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert want.norm() > 0.1 and ((got - want).norm() / want.norm()).item() < 1e-5, f"gradient norm {got.norm():.3g}"
+
+
 def write_rows(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)
