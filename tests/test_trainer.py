@@ -131,7 +131,8 @@ def test_cli_runs_under_torchrun(model_dir, tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ('{"prompt": "a", "answer": "1"}\n{"prompt": "b", "answer": \n', r"train\.jsonl:2: not valid JSON"),
-    ('{"prompt": "a", "answer": "1"}\n\n{"prompt": "b"}\n', r"train\.jsonl:3: missing field\(s\) answer for a math row"),
+    ('{"prompt": "a", "answer": "1"}\n\n{"prompt": "b"}\n',
+     r"train\.jsonl:3: missing field\(s\) answer for a math row"),
     ('["prompt", "answer"]\n', r"train\.jsonl:1: expected a JSON object"),
     ('{"prompt": 5, "answer": "1"}\n', r"train\.jsonl:1: prompt must be a non-empty string"),
     ('{"prompt": "a", "answer": null}\n', r"train\.jsonl:1: answer must be a non-empty string or a number, got null"),
@@ -253,7 +254,8 @@ def test_without_math_verify_the_run_says_which_answers_are_compared_as_text(tmp
 def test_no_math_verify_leaves_math_answers_to_our_checker():
     rows = [to_row({"prompt": "p", "answer": "x^2+2x+1"})] * 2
     completions = ["<think>w</think><answer>(x+1)^2</answer>"] * 2
-    with_it, without = (grpo.score(completions, rows, 2, Config(math_verify=m), torch.tensor([9, 9])) for m in (True, False))
+    with_it, without = (grpo.score(completions, rows, 2, Config(math_verify=m), torch.tensor([9, 9]))
+                        for m in (True, False))
     assert with_it["accuracy"].tolist() == [1, 1] and without["accuracy"].tolist() == [0, 0]
 
 
