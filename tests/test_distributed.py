@@ -130,7 +130,8 @@ def test_sigterm_ends_the_step_saves_it_and_resume_equals_the_run_that_never_sto
     assert [m["step"] for m in train_lines(tmp_path / "split")] == [1, 2]  # step 2 was finished, and saved
     assert grpo.checkpoints(str(tmp_path / "split")) == [str(tmp_path / "split" / "checkpoint-2")]
     monkeypatch.setattr(grpo, "score", by_length)
-    grpo.main(run_args(model_dir, data, tmp_path / "split", 4, "--save-every", "0", "--resume", str(tmp_path / "split")))
+    grpo.main(run_args(model_dir, data, tmp_path / "split", 4, "--save-every", "0",
+                       "--resume", str(tmp_path / "split")))
     assert train_lines(tmp_path / "split") == train_lines(tmp_path / "straight")
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "split")
     assert all(torch.equal(a[k], b[k]) for k in a)

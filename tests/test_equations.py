@@ -1,26 +1,17 @@
-"""Each equation against the hand-computed numbers in DESIGN.md, value and gradient, in float64."""
-import math
-
+"""What tests/golden.json (tests/test_golden.py) does not pin: errors, float32 rounding, defaults the trainer relies
+on, splitting a batch, the gradient of log-probs through the temperature and their memory, and on-policy gradients."""
 import pytest
 import torch
 
-from grpo import (clipped_surrogate, group_advantages, kl_k3, masked_aggregate, per_token_loss,
-                  token_logprobs)
+from grpo import group_advantages, masked_aggregate, per_token_loss, token_logprobs
 
 f64 = dict(dtype=torch.float64)
 
 
-def test_group_advantages_match_hand_computation():
-    A = group_advantages(torch.tensor([1.0, 0, 0, 1], **f64), G=4)
-    std = math.sqrt(sum((x - 0.5) ** 2 for x in [1, 0, 0, 1]) / 3)  # Bessel's correction: n - 1
-    assert std == pytest.approx(0.5773503, abs=1e-7)
-    assert A.tolist() == pytest.approx([0.8658754, -0.8658754, -0.8658754, 0.8658754], abs=1e-7)
-
-
-def test_group_advantages_are_per_group():
-    A = group_advantages(torch.tensor([1.0, 0, 5, 5], **f64), G=2)
-    assert A[:2].tolist() == pytest.approx([0.5 / (math.sqrt(0.5) + 1e-4), -0.5 / (math.sqrt(0.5) + 1e-4)])
-    assert A[2:].tolist() == [0.0, 0.0]
+def test_the_trainer_gets_eps_1e4_by_default():
+    """grpo_step calls group_advantages without eps, while golden.json passes its eps: so check the default here."""
+    r = torch.tensor([1.0, 0, 0, 1], **f64)  # DESIGN.md: A = +-0.8658754 with eps 1e-4
+    assert torch.equal(group_advantages(r, G=4), group_advantages(r, G=4, eps=1e-4))
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -38,62 +29,6 @@ def test_group_of_one_is_an_error():
         group_advantages(torch.tensor([1.0], **f64), G=1)
 
 
-def test_k3_value_and_gradient():
-    logp = torch.tensor([0.5], **f64, requires_grad=True)
-    k3 = kl_k3(logp, torch.tensor([0.0], **f64))  # delta = logp - ref = 0.5
-    assert k3.item() == pytest.approx(0.1065307, abs=1e-7)
-    k3.sum().backward()
-    assert logp.grad.item() == pytest.approx(0.3934693, abs=1e-7)  # 1 - pi_ref / pi_theta
-
-
-def test_k3_is_zero_with_zero_gradient_at_the_reference():
-    logp = torch.tensor([-1.3], **f64, requires_grad=True)
-    k3 = kl_k3(logp, logp.detach())
-    k3.backward()
-    assert k3.item() == 0.0 and logp.grad.item() == 0.0
-
-
-def surrogate_loss_and_grad(A, rho, eps_high=0.2):
-    """Per-token loss -min(rho A, clip(rho) A) at pi_old = 1 (log 0), and its gradient wrt log pi_theta."""
-    logp = torch.tensor([math.log(rho)], **f64, requires_grad=True)
-    loss = -clipped_surrogate(logp, torch.zeros(1, **f64), torch.tensor([A], **f64), 0.2, eps_high)
-    loss.sum().backward()
-    return loss.item(), logp.grad.item()
-
-
-@pytest.mark.parametrize("A, rho, eps_high, loss, grad", [
-    (+1, 1.5, 0.2, -1.2, 0.0),  # clipped above: no push further
-    (+1, 1.5, 0.28, -1.28, 0.0),  # DAPO clip-higher
-    (-1, 0.5, 0.2, 0.8, 0.0),  # clipped below
-    (-1, 1.5, 0.2, 1.5, 1.5),  # not clipped: min picks the unclipped, pessimistic term
-    (+1, 1.0, 0.2, -1.0, -1.0),  # on-policy
-])
-def test_clipped_surrogate(A, rho, eps_high, loss, grad):
-    got_loss, got_grad = surrogate_loss_and_grad(A, rho, eps_high)
-    assert got_loss == pytest.approx(loss, abs=1e-12)
-    assert got_grad == pytest.approx(grad, abs=1e-12)
-
-
-def test_aggregations_with_masks_of_different_lengths():
-    loss = torch.tensor([[1.0, 9, 9, 9], [3, 3, 3, 9]], **f64)  # 9s sit under the mask
-    mask = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 0]], **f64)
-    assert masked_aggregate(loss, mask, "grpo").item() == pytest.approx(2.0)  # (1 + 3) / 2
-    assert masked_aggregate(loss, mask, "token_mean").item() == pytest.approx(2.5)  # 10 / 4
-    assert masked_aggregate(loss, mask, "dr_grpo").item() == pytest.approx(1.25)  # 10 / (2 * 4)
-
-
-@pytest.mark.parametrize("agg, grad", [
-    ("grpo", [[1 / 2, 0, 0, 0], [1 / 6, 1 / 6, 1 / 6, 0]]),  # 1 / (G |o_i|)
-    ("token_mean", [[1 / 4, 0, 0, 0], [1 / 4, 1 / 4, 1 / 4, 0]]),  # 1 / sum |o_i|
-    ("dr_grpo", [[1 / 8, 0, 0, 0], [1 / 8, 1 / 8, 1 / 8, 0]]),  # 1 / (G * max_len)
-])
-def test_aggregation_gradients_weight_each_token_as_its_formula_says(agg, grad):
-    loss = torch.tensor([[1.0, 9, 9, 9], [3, 3, 3, 9]], **f64, requires_grad=True)
-    mask = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 0]], **f64)
-    masked_aggregate(loss, mask, agg, max_len=4).backward()
-    assert torch.allclose(loss.grad, torch.tensor(grad, **f64), rtol=0, atol=1e-15)
-
-
 @pytest.mark.parametrize("agg", ["grpo", "token_mean", "dr_grpo"])
 def test_aggregation_of_micro_batches_sums_to_the_whole(agg):
     torch.manual_seed(0)
@@ -104,21 +39,9 @@ def test_aggregation_of_micro_batches_sums_to_the_whole(agg):
     assert parts.item() == pytest.approx(masked_aggregate(loss, mask, agg).item(), abs=1e-12)
 
 
-def test_fully_masked_row_counts_as_a_sequence_with_zero_loss():
-    loss = torch.tensor([[2.0, 2.0], [7.0, 7.0]], **f64)
-    mask = torch.tensor([[1.0, 1.0], [0.0, 0.0]], **f64)
-    assert masked_aggregate(loss, mask, "grpo").item() == pytest.approx(1.0)
-
-
 def test_unknown_aggregation_is_an_error():
     with pytest.raises(ValueError, match="unknown loss aggregation"):
         masked_aggregate(torch.zeros(1, 1), torch.ones(1, 1), "mean")
-
-
-@pytest.mark.parametrize("T, expected", [(1.0, -0.4076060), (0.5, -0.1429316)])
-def test_token_logprobs_use_the_temperature(T, expected):
-    logits = torch.tensor([[[2.0, 1.0, 0.0]]], **f64)
-    assert token_logprobs(logits, torch.tensor([[0]]), T).item() == pytest.approx(expected, abs=1e-7)
 
 
 @pytest.mark.parametrize("T, grad", [
@@ -139,23 +62,6 @@ def test_on_policy_loss_is_zero_but_its_gradient_is_not():
     loss.backward()
     assert loss.item() == pytest.approx(0.0, abs=1e-15)
     assert torch.allclose(logp.grad, torch.tensor([[-0.25, -0.25], [0.25, 0.25]], **f64))  # -A_i / (G |o_i|)
-
-
-def test_total_loss_adds_beta_times_k3():
-    logp = torch.tensor([[0.5]], **f64)
-    zero = torch.zeros(1, 1, **f64)
-    loss = per_token_loss(logp, logp, zero, torch.tensor([1.0], **f64), beta=0.1, eps_low=0.2, eps_high=0.2)
-    assert loss.item() == pytest.approx(-1.0 + 0.1 * 0.1065307, abs=1e-8)
-
-
-def test_total_loss_gradient_is_the_surrogates_plus_beta_times_k3s():
-    old = torch.zeros(1, 1, **f64)
-    logp = torch.full((1, 1), math.log(1.1), **f64, requires_grad=True)  # rho = 1.1: inside the clip range
-    ref = logp.detach() - 0.5  # logp - ref = 0.5: k3 = 0.1065307, d k3 / d logp = 0.3934693
-    loss = per_token_loss(logp, old, ref, torch.tensor([1.0], **f64), beta=0.1, eps_low=0.2, eps_high=0.2)
-    loss.sum().backward()
-    assert loss.item() == pytest.approx(-1.1 + 0.1 * 0.1065307, abs=1e-7)
-    assert logp.grad.item() == pytest.approx(-1.1 + 0.1 * 0.3934693, abs=1e-7)  # -rho A + beta (1 - ref / pi)
 
 
 def test_token_logprobs_keep_no_full_vocabulary_tensor_of_their_own_for_backward():

@@ -28,7 +28,8 @@ def test_shipped_model_loads_offline_and_is_small():
             f"t = AutoTokenizer.from_pretrained({os.path.join(DATA, 'model')!r})\n"
             "text = '<think> 3 * 4 = 12 . </think> <answer> 12 </answer>'\n"
             "ids = t(text)['input_ids']\n"
-            "assert all(t.convert_tokens_to_ids(tag) in ids for tag in ('<think>', '</think>', '<answer>', '</answer>'))\n"
+            "assert all(t.convert_tokens_to_ids(tag) in ids\n"
+            "           for tag in ('<think>', '</think>', '<answer>', '</answer>'))\n"
             "assert t.decode(ids) == text and m.config.eos_token_id == t.eos_token_id\n")
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     subprocess.run([sys.executable, "-c", code], check=True, env=env)

@@ -63,6 +63,22 @@ def test_update_does_not_depend_on_micro_batching(agg):
         assert ((split - whole).norm() / whole.norm()).item() < 1e-5  # float32 rounding, nothing more
 
 
+def test_on_policy_update_is_the_policy_gradient():
+    """mu = 1: pi_old is pi_theta detached, so rho = 1 and yet the loss has a gradient (an undetached pi_old makes it
+    0 and nothing learns). Unclipped, with beta = 0 and grpo aggregation, d loss / d logp_it = -A_i / (G |o_i|): the
+    update's gradient must be that of sum_it -A_i / (G |o_i|) logp_it, written here without the surrogate."""
+    model, batch = tiny_model(vocab_size=64, seed=2), random_batch(64)
+    batch.old_logp = batch.ref_logp = None
+    cfg = Config(micro_batch=4, beta=0.0, max_grad_norm=1e9, max_new_tokens=batch.mask.shape[1])
+    logp = completion_logprobs(model, batch.ids, batch.attention_mask, batch.mask.shape[1], cfg.temperature)
+    weight = -batch.A[:, None] * batch.mask / (batch.mask.sum(-1, keepdim=True) * len(batch.ids))
+    (weight * logp).sum().backward()
+    want = torch.cat([p.grad.flatten() for p in model.parameters()])
+    grpo.policy_update(model, torch.optim.SGD(model.parameters(), lr=1.0), batch, cfg)  # zeroes the grads first
+    got = torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert want.norm() > 0.1 and ((got - want).norm() / want.norm()).item() < 1e-5, f"gradient norm {got.norm():.3g}"
+
+
 def write_rows(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)
@@ -115,7 +131,8 @@ def test_cli_runs_under_torchrun(model_dir, tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ('{"prompt": "a", "answer": "1"}\n{"prompt": "b", "answer": \n', r"train\.jsonl:2: not valid JSON"),
-    ('{"prompt": "a", "answer": "1"}\n\n{"prompt": "b"}\n', r"train\.jsonl:3: missing field\(s\) answer for a math row"),
+    ('{"prompt": "a", "answer": "1"}\n\n{"prompt": "b"}\n',
+     r"train\.jsonl:3: missing field\(s\) answer for a math row"),
     ('["prompt", "answer"]\n', r"train\.jsonl:1: expected a JSON object"),
     ('{"prompt": 5, "answer": "1"}\n', r"train\.jsonl:1: prompt must be a non-empty string"),
     ('{"prompt": "a", "answer": null}\n', r"train\.jsonl:1: answer must be a non-empty string or a number, got null"),
@@ -237,7 +254,8 @@ def test_without_math_verify_the_run_says_which_answers_are_compared_as_text(tmp
 def test_no_math_verify_leaves_math_answers_to_our_checker():
     rows = [to_row({"prompt": "p", "answer": "x^2+2x+1"})] * 2
     completions = ["<think>w</think><answer>(x+1)^2</answer>"] * 2
-    with_it, without = (grpo.score(completions, rows, 2, Config(math_verify=m), torch.tensor([9, 9])) for m in (True, False))
+    with_it, without = (grpo.score(completions, rows, 2, Config(math_verify=m), torch.tensor([9, 9]))
+                        for m in (True, False))
     assert with_it["accuracy"].tolist() == [1, 1] and without["accuracy"].tolist() == [0, 0]
 
 
