@@ -323,6 +323,11 @@ def test_settings_follow_one_rule_and_are_said_at_start():
     assert own_data.lr == 1e-4 and own_data.eval_data is None
     paper = grpo.parse_config(["--model", "Qwen/Qwen2.5-0.5B", "--data", "gsm8k.jsonl", "--G", "4"])
     assert (paper.G, paper.lr, paper.steps, paper.eval_data, paper.eval_every) == (4, 3e-6, 100, None, 0)
+    # the rest of R1-Zero's and DeepSeekMath's defaults (DESIGN.md), each variant off
+    assert (paper.prompts_per_step, paper.temperature, paper.beta, paper.epsilon, paper.epsilon_high, paper.mu,
+            paper.kl_estimator, paper.loss_agg, paper.scale_rewards, paper.importance_sampling, paper.template,
+            paper.dynamic_sampling, paper.overlong_buffer) == (32, 1.0, 0.001, 0.2, None, 1, "k3", "grpo", "group",
+                                                               "token", "r1_zero", False, 0)
     assert grpo.parse_config(["--steps", "5"]).steps == 5  # the command line wins over the preset
     said = grpo.settings(own_data)
     assert "the shipped model's preset" in said and "--lr 0.0001" in said and "--data gsm8k.jsonl" in said
