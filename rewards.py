@@ -84,8 +84,6 @@ def extract_answer(completion: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------------- math
-
-
 BRACES = re.compile(r"[{}]")
 
 
@@ -257,7 +255,6 @@ def read_latex(answer: str) -> list:
 
 # -------------------------------------------------------------------------------------------------- countdown
 # TinyZero's task: reach the target with each given number used exactly once and + - * / and parentheses.
-
 OPERATIONS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 
 
@@ -298,7 +295,6 @@ def countdown_reward(completion: str, nums: list[int], target: int, **row) -> fl
 # (`abs(_ - 12.566) < 1e-6`, `math.isclose(_, 0.5)`, `1 < _ < 4`) is evaluated here by `evaluate`. So exiting
 # early, printing "all tests passed", forging a report, patching `assert` or returning an object with a rigged
 # `__eq__` gains nothing: only literals cross back, and only a right program computes the right ones.
-
 FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
 
 
