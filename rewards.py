@@ -151,14 +151,13 @@ def plain(text: str) -> str:
 
 
 def parse_number(text: str) -> Fraction | None:
-    r"""An exact number from an answer string: `1,234`, `-0.5`, `3/4`, `\frac{3}{4}`, `2\frac{1}{2}`, `\boxed{7}`,
-    `$5`, `12 cm`, `1.5e3`; None for anything else, including numbers too long to read (over 4300 digits)."""
+    r"""An exact number from an answer: `1,234`, `-0.5`, `3/4`, `2\frac{1}{2}`, `\boxed{7}`, `$5`, `12 cm`, `1.5e3`."""
     match = NUMBER.fullmatch(plain(text))
     if match is None or NOT_A_UNIT & set(re.split(r"[ ./]+", (match["unit"] or "").lower())):
         return None
     try:
         value = Fraction(match["num"].replace(",", ""))
-        den = Fraction(match["den"]) if match["den"] is not None else 1
+        den = Fraction(match["den"] or 1)
         whole = Fraction(match["whole"] or 0)
     except ValueError:  # Python refuses to read integers of more than 4300 digits
         return None
@@ -429,8 +428,7 @@ def evaluate(node: ast.expr, values: dict):
 
 
 def binary(op: type, a, b):
-    """a OP b, refused before it is computed if its result would be larger than SIZE (or str % args, whose widths
-    can ask for any length)."""
+    """a OP b; refused before computing a result over SIZE, and for str % args (a width can ask for any length)."""
     if op is ast.Pow and type(b) is int and isinstance(a, int) and abs(a) > 1 and b * a.bit_length() > 8 * SIZE:
         raise ValueError(f"{a} ** {b} is too large to compute here")
     if op is ast.LShift and type(b) is int and isinstance(a, int) and a.bit_length() + b > 8 * SIZE:
@@ -526,8 +524,7 @@ def to_row(raw: dict, task: str = "auto") -> dict:
             raise ValueError(f"cannot tell the task from the fields {sorted(raw)}: a row needs one of "
                              + ", ".join(f"{'+'.join(need)} ({t})" for t, need in FIELDS.items()))
         task = task or "math"
-    missing = [f for f in FIELDS.get(task, ("prompt",)) if f not in raw]
-    if missing:
+    if missing := [f for f in FIELDS.get(task, ("prompt",)) if f not in raw]:
         raise ValueError(f"missing field(s) {', '.join(missing)} for a {task} row")
     if "completion" in raw:
         raise ValueError("a row may not have a field named completion: rewards take the completion by that name")
@@ -550,7 +547,6 @@ def to_row(raw: dict, task: str = "auto") -> dict:
             raise ValueError(f"nums must be a list of integers and target an integer, got nums={nums!r}, "
                              f"target={target!r}")
         row.setdefault("prompt", countdown_prompt(nums, target))
-
     if task == "code":
         check_code_row(raw)
     if row["task"] == "math" and (isinstance(row["answer"], bool) or not isinstance(row["answer"], (str, int, float))
