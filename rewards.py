@@ -49,14 +49,13 @@ def format_reward(completion: str, **row) -> float:
     str.partition: linear in the length, where a regular expression backtracks on near-misses."""
     if any(completion.count(tag) != 1 for tag in TAGS):
         return 0.0
-    pieces, rest = [], completion  # before <think>, the thinking, between, the answer; then what follows </answer>
-    for tag in TAGS:
-        before, found, rest = rest.partition(tag)
-        if not found:  # the tags are out of order
-            return 0.0
-        pieces.append(before)
-    outside, inside = pieces[0::2] + [rest], pieces[1::2]
-    return float(not any(p.strip() for p in outside) and all(p.strip() for p in inside))
+    before, _, rest = completion.partition("<think>")
+    thinking, _, rest = rest.partition("</think>")
+    between, _, rest = rest.partition("<answer>")
+    answer, closed, after = rest.partition("</answer>")  # each tag is there once: it closes if they are in order
+    if not closed or (before + between + after).strip():
+        return 0.0
+    return float(bool(thinking.strip() and answer.strip()))
 
 
 def outside_thinking(completion: str) -> str:
@@ -72,15 +71,12 @@ def outside_thinking(completion: str) -> str:
 def extract_answer(completion: str) -> str | None:
     """The content of the single `<answer>` block outside `<think>`; None if there is none or more than one.
     An answer written only while thinking does not count, and two answers are a hedge, not an answer."""
-    text = outside_thinking(completion)
-    start = text.find("<answer>")
-    end = text.find("</answer>", start)
-    if start < 0 or end < 0:
+    _, _, rest = outside_thinking(completion).partition("<answer>")
+    answer, closed, rest = rest.partition("</answer>")
+    _, _, rest = rest.partition("<answer>")
+    if not closed or "</answer>" in rest:  # a second block counts once it is closed, as a regex's findall would
         return None
-    second = text.find("<answer>", end)  # a second block needs its own closing tag, as a regex's findall would
-    if second >= 0 and text.find("</answer>", second) >= 0:
-        return None
-    return text[start + len("<answer>"):end].strip()
+    return answer.strip()
 
 
 # ------------------------------------------------------------------------------------------------------- math
