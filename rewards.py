@@ -29,7 +29,6 @@ INSTRUCTION = (
     "</answer>."
 )
 TEMPLATE = INSTRUCTION + " User: {prompt}. Assistant:"
-
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 
 
