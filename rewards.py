@@ -130,8 +130,8 @@ NOT_A_UNIT = {"or", "and", "to", "plus", "minus", "times", "half", "quarter", "t
 def plain(text: str) -> str:
     r"""The answer without LaTeX and currency dressing: `12\frac{3}{5}` -> `12 3/5`, `2.5 \times 10^{3}` -> `2.5e3`,
     `9 (apples)` -> `9 apples`, `70{,}000` -> `70,000`; no `$`, `%` (`50%` is 50, GSM8K's convention), degrees, or
-    enclosing parentheses (`(5)` is 5, `2(3)` unreadable). Whitespace runs become one space first, so that no
-    pattern here scans a run more than once."""
+    one pair of enclosing parentheses (`(5)` is 5, `2(3)` unreadable). Whitespace runs become one space first, so
+    that no pattern here scans a run more than once."""
     text = re.sub(r"\s+", " ", unbox(text)).replace("\u2212", "-").replace("{,}", ",")
     text = re.sub(r"(\d) ?(?=\\[dt]?frac)", r"\1 ", text)  # a mixed number: 12\frac{3}{5} is 12 + 3/5
     text = re.sub(r"\\[dt]?frac ?(\d) ?(\d)", r"\1/\2", text)  # \frac12, \frac 35
@@ -146,7 +146,7 @@ def plain(text: str) -> str:
 
 
 def parse_number(text: str) -> Fraction | None:
-    r"""An exact number from an answer: `1,234`, `-0.5`, `3/4`, `2\frac{1}{2}`, `\boxed{7}`, `$5`, `12 cm`, `1.5e3`."""
+    r"""An answer's exact number (`1,234`, `-0.5`, `3/4`, `2\frac{1}{2}`, `\boxed{7}`, `$5`, `12 cm`, `1.5e3`), or None."""
     match = NUMBER.fullmatch(plain(text))
     if match is None or NOT_A_UNIT & set(re.split(r"[ ./]+", (match["unit"] or "").lower())):
         return None
