@@ -146,7 +146,7 @@ def plain(text: str) -> str:
 
 
 def parse_number(text: str) -> Fraction | None:
-    r"""An answer's exact number (`1,234`, `-0.5`, `3/4`, `2\frac{1}{2}`, `\boxed{7}`, `$5`, `12 cm`, `1.5e3`), or None."""
+    r"""An answer's exact number (`1,234`, `3/4`, `2\frac{1}{2}`, `\boxed{7}`, `$5`, `12 cm`, `1.5e3`), or None."""
     match = NUMBER.fullmatch(plain(text))
     if match is None or NOT_A_UNIT & set(re.split(r"[ ./]+", (match["unit"] or "").lower())):
         return None
