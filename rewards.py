@@ -1,9 +1,8 @@
 """The R1-Zero prompt template, its rule-based rewards (DeepSeek-R1, section 2.2), and the datasets they score.
 
-A reward function is plain: `(completion: str, **row) -> float`, where `row` is the dataset row. Accuracy has a
-reward per task: math (compare the final answer), code (run the program against the row's tests, sandboxed) and
-countdown (an arithmetic expression that hits a target). Nothing here imports torch, so a reward can be tested,
-reused or run in a worker on its own. The code sandbox itself is sandbox.py, which knows nothing of rewards.
+A reward is plain: `(completion: str, **row) -> float`, where `row` is the dataset row. Accuracy has a reward per
+task: math (the final answer), code (the program against the row's tests, in sandbox.py's sandbox) and countdown
+(an expression that hits a target). Nothing here imports torch: a reward can be tested or reused on its own.
 """
 import ast
 import functools
@@ -30,18 +29,16 @@ INSTRUCTION = (
     "</answer>."
 )
 TEMPLATE = INSTRUCTION + " User: {prompt}. Assistant:"
-
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 
 
 def r1_zero_prompt(prompt: str) -> str:
-    """The question placed in the R1-Zero template, literally (so "...?" becomes "...?. Assistant:", as in the paper)."""
+    """The question in the R1-Zero template, literally: "...?" becomes "...?. Assistant:", as in the paper."""
     return TEMPLATE.format(prompt=prompt.strip())
 
 
 def r1_zero_messages(prompt: str) -> list[dict]:
-    """The question as a chat for an instruct model's own template: the template's instruction (all of it before
-    "User:") as the system message, the question as the user's."""
+    """The question as a chat, for an instruct model's own template: INSTRUCTION as the system message."""
     return [{"role": "system", "content": INSTRUCTION}, {"role": "user", "content": prompt.strip()}]
 
 
@@ -51,14 +48,13 @@ def format_reward(completion: str, **row) -> float:
     str.partition: linear in the length, where a regular expression backtracks on near-misses."""
     if any(completion.count(tag) != 1 for tag in TAGS):
         return 0.0
-    pieces, rest = [], completion  # before <think>, the thinking, between, the answer; then what follows </answer>
-    for tag in TAGS:
-        before, found, rest = rest.partition(tag)
-        if not found:  # the tags are out of order
-            return 0.0
-        pieces.append(before)
-    outside, inside = pieces[0::2] + [rest], pieces[1::2]
-    return float(not any(p.strip() for p in outside) and all(p.strip() for p in inside))
+    before, _, rest = completion.partition("<think>")
+    thinking, _, rest = rest.partition("</think>")
+    between, _, rest = rest.partition("<answer>")
+    answer, closed, after = rest.partition("</answer>")  # each tag is there once: it closes if they are in order
+    if not closed or (before + between + after).strip():
+        return 0.0
+    return float(bool(thinking.strip() and answer.strip()))
 
 
 def outside_thinking(completion: str) -> str:
@@ -74,20 +70,15 @@ def outside_thinking(completion: str) -> str:
 def extract_answer(completion: str) -> str | None:
     """The content of the single `<answer>` block outside `<think>`; None if there is none or more than one.
     An answer written only while thinking does not count, and two answers are a hedge, not an answer."""
-    text = outside_thinking(completion)
-    start = text.find("<answer>")
-    end = text.find("</answer>", start)
-    if start < 0 or end < 0:
+    _, _, rest = outside_thinking(completion).partition("<answer>")
+    answer, closed, rest = rest.partition("</answer>")
+    _, _, rest = rest.partition("<answer>")
+    if not closed or "</answer>" in rest:  # a second block counts once it is closed, as a regex's findall would
         return None
-    second = text.find("<answer>", end)  # a second block needs its own closing tag, as a regex's findall would
-    if second >= 0 and text.find("</answer>", second) >= 0:
-        return None
-    return text[start + len("<answer>"):end].strip()
+    return answer.strip()
 
 
 # ------------------------------------------------------------------------------------------------------- math
-
-
 BRACES = re.compile(r"[{}]")
 
 
@@ -120,12 +111,11 @@ def last_boxed(solution: str) -> str | None:
     return solution[start + 7:end].strip() if end >= 0 else None
 
 
-# A number, read from text whose whitespace plain() has made single spaces: optional sign, digits with optional
-# thousands separators and decimals, an optional exponent of at most four digits (1e9999 is exact and fast;
-# 1e999999999 would not be), optionally "/ number", optionally after a whole part (the mixed number "12 3/5");
-# then at most a unit of up to three words ("12 cm", "18 square feet", "60 km/h"). A one-letter unit needs a space
-# before it: "5 m" is 5, but "2x" and "3i" are algebra, not the numbers 2 and 3. Every part is delimited, so a
-# failed match backtracks in linear time.
+# A number in plain() text (whitespace runs made single spaces): a sign, digits with optional thousands separators
+# and decimals, an exponent of at most four digits (1e9999 is exact and fast; 1e999999999 would not be), optionally
+# "/ number" after an optional whole part (the mixed number "12 3/5"), then at most a unit of up to three words
+# ("12 cm", "18 square feet", "60 km/h"). A one-letter unit needs a space: "5 m" is 5, but "2x" and "3i" are
+# algebra. Every part is delimited, so a failed match backtracks in linear time.
 NUMBER = re.compile(
     r"(?:(?P<whole>[-+]?\d+) (?=\d+ ?/))?"
     r"(?P<num>[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d{1,4})?)"
@@ -138,11 +128,10 @@ NOT_A_UNIT = {"or", "and", "to", "plus", "minus", "times", "half", "quarter", "t
 
 
 def plain(text: str) -> str:
-    r"""LaTeX and currency dressing removed: `\frac{3}{4}` -> `3/4`, `12\frac{3}{5}` -> `12 3/5`, `2.5 \times
-    10^{3}` -> `2.5e3`, `\text{ cm}` -> ` cm`, `9 (apples)` -> `9 apples`, `70{,}000` -> `70,000`; `$`, `%` (so
-    `50%` reads as 50, GSM8K's convention, and not as 0.5), degrees, Unicode minus, and one pair of enclosing
-    parentheses, so that `(5)` is 5 but `2(3)` stays unreadable. Whitespace runs become one space first, so that
-    no pattern here scans a run more than once."""
+    r"""The answer without LaTeX and currency dressing: `12\frac{3}{5}` -> `12 3/5`, `2.5 \times 10^{3}` -> `2.5e3`,
+    `9 (apples)` -> `9 apples`, `70{,}000` -> `70,000`; no `$`, `%` (`50%` is 50, GSM8K's convention), degrees, or
+    one pair of enclosing parentheses (`(5)` is 5, `2(3)` unreadable). Whitespace runs become one space first, so
+    that no pattern here scans a run more than once."""
     text = re.sub(r"\s+", " ", unbox(text)).replace("\u2212", "-").replace("{,}", ",")
     text = re.sub(r"(\d) ?(?=\\[dt]?frac)", r"\1 ", text)  # a mixed number: 12\frac{3}{5} is 12 + 3/5
     text = re.sub(r"\\[dt]?frac ?(\d) ?(\d)", r"\1/\2", text)  # \frac12, \frac 35
@@ -157,14 +146,13 @@ def plain(text: str) -> str:
 
 
 def parse_number(text: str) -> Fraction | None:
-    r"""An exact number from an answer string: `1,234`, `-0.5`, `3/4`, `\frac{3}{4}`, `2\frac{1}{2}`, `\boxed{7}`,
-    `$5`, `12 cm`, `1.5e3`; None for anything else, including numbers too long to read (over 4300 digits)."""
+    r"""An answer's exact number (`1,234`, `3/4`, `2\frac{1}{2}`, `\boxed{7}`, `$5`, `12 cm`, `1.5e3`), or None."""
     match = NUMBER.fullmatch(plain(text))
     if match is None or NOT_A_UNIT & set(re.split(r"[ ./]+", (match["unit"] or "").lower())):
         return None
     try:
         value = Fraction(match["num"].replace(",", ""))
-        den = Fraction(match["den"]) if match["den"] is not None else 1
+        den = Fraction(match["den"] or 1)
         whole = Fraction(match["whole"] or 0)
     except ValueError:  # Python refuses to read integers of more than 4300 digits
         return None
@@ -187,7 +175,6 @@ def same_answer(predicted: str, gold: str) -> bool:
 
 
 def plain_text(answer: str) -> str:
-    """An answer as text without LaTeX dressing or spaces: how answers that are not one number compare."""
     return plain(answer).replace(" ", "")
 
 
@@ -230,10 +217,9 @@ class TooSlow(BaseException):
 
 @functools.lru_cache(maxsize=1 << 14)  # a group of G answers often holds the same one many times
 def math_verify_equal(predicted: str, gold: str) -> bool:
-    r"""math-verify's judgement that `predicted` equals `gold`, read as LaTeX (so `\sqrt 2` is `\sqrt{2}`, `{1, 2}` is
-    `{2, 1}`, `x = 5` is 5). False where it is not installed, for over-long answers, after MATH_VERIFY_SECONDS, and
-    off the main thread (its timer is a signal). A `%` is dressing here as in ours: math-verify would read `1800%`
-    as 18."""
+    r"""math-verify's judgement that `predicted` equals `gold` as LaTeX (`\sqrt 2` is `\sqrt{2}`, `x = 5` is 5). False
+    where it is not installed, for over-long answers, after MATH_VERIFY_SECONDS and off the main thread (its timer
+    is a signal). A `%` is dressing, as in ours: math-verify would read `1800%` as 18."""
     mv = load_math_verify()
     if mv is None or len(predicted) > MATH_VERIFY_CHARS or threading.current_thread() is not threading.main_thread():
         return False
@@ -263,7 +249,6 @@ def read_latex(answer: str) -> list:
 
 # -------------------------------------------------------------------------------------------------- countdown
 # TinyZero's task: reach the target with each given number used exactly once and + - * / and parentheses.
-
 OPERATIONS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 
 
@@ -298,14 +283,12 @@ def countdown_reward(completion: str, nums: list[int], target: int, **row) -> fl
 
 # ------------------------------------------------------------------------------------------------------- code
 # R1-Zero: for code, "the model's output is directly executed" against test cases. The program is hostile input:
-# it runs confined in a child process (sandbox.py), and it never sees what a test expects. A test is split in two.
-# The program's values, each name the program defines with the calls, attributes and items taken from it (`f(2)`,
-# `Solution().solve([1, 2])`, `f(2).strip()`), are evaluated in the child and come back as literals; the rest of the
-# test (`abs(_ - 12.566) < 1e-6`, `math.isclose(_, 0.5)`, `1 < _ < 4`) is evaluated here, over those literals, by
-# `evaluate`. So exiting early, printing "all tests passed", writing a forged report, patching `assert` or `repr`,
-# or returning an object with a rigged `__eq__`, `__sub__` or `__abs__` gains nothing: only literals cross back, and
-# a pass needs the right ones, which only a right program computes.
-
+# it runs confined in a child process (sandbox.py) and never sees what a test expects. A test is split in two: the
+# program's values (each name it defines, with the calls, attributes and items taken from it: `f(2)`,
+# `Solution().solve([1, 2])`, `f(2).strip()`) are evaluated in the child and come back as literals; the rest
+# (`abs(_ - 12.566) < 1e-6`, `math.isclose(_, 0.5)`, `1 < _ < 4`) is evaluated here by `evaluate`. So exiting
+# early, printing "all tests passed", forging a report, patching `assert` or returning an object with a rigged
+# `__eq__` gains nothing: only literals cross back, and only a right program computes the right ones.
 FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
 
 
@@ -440,8 +423,7 @@ def evaluate(node: ast.expr, values: dict):
 
 
 def binary(op: type, a, b):
-    """a OP b, refused before it is computed if its result would be larger than SIZE (or str % args, whose widths
-    can ask for any length)."""
+    """a OP b; refused before computing a result over SIZE, and for str % args (a width can ask for any length)."""
     if op is ast.Pow and type(b) is int and isinstance(a, int) and abs(a) > 1 and b * a.bit_length() > 8 * SIZE:
         raise ValueError(f"{a} ** {b} is too large to compute here")
     if op is ast.LShift and type(b) is int and isinstance(a, int) and a.bit_length() + b > 8 * SIZE:
@@ -456,7 +438,6 @@ def binary(op: type, a, b):
 
 
 def weigh(value):
-    """`value`, if it holds at most SIZE bytes, characters and items (else ValueError)."""
     if weight(value) > SIZE:
         raise ValueError("a value too large to check here")
     return value
@@ -480,7 +461,6 @@ def weight(value) -> int:
 
 
 def passes(claim: ast.expr, values: dict) -> bool:
-    """Whether a test's claim holds, given the program's values."""
     try:
         return bool(evaluate(claim, values))
     except Exception:  # a value of the wrong type or too large, or one the program did not give: the test fails
@@ -505,9 +485,8 @@ ACCURACY = {"math": accuracy_reward, "code": code_reward, "countdown": countdown
 
 
 def accuracy_rewards(completions: list[str], rows: list[dict], rewards: dict = ACCURACY, workers: int | None = None):
-    """The accuracy reward of each completion against its row, by the row's task. Code rows are scored by a bounded
-    pool of threads, each waiting on its own sandboxed child, so a batch of programs runs in parallel; the others
-    here, in this thread (math-verify's timeouts work only in the main thread)."""
+    """Each completion's accuracy reward against its row, by the row's task. Code rows run in parallel, each on a
+    thread of a bounded pool waiting on its sandboxed child; the rest in this one (math-verify's timer needs it)."""
     score = lambda i: rewards[rows[i].get("task", "math")](completions[i], **rows[i])  # noqa: E731
     code = [i for i, row in enumerate(rows) if row.get("task") == "code"]
     with ThreadPoolExecutor(workers or os.cpu_count()) as pool:
@@ -524,11 +503,10 @@ CONTEXT = ("body", "context", "passage")  # text that comes before the question 
 
 
 def to_row(raw: dict, task: str = "auto") -> dict:
-    r"""A dataset row in the fields the rewards read, with its reward's "task" (math, code or countdown). The prompt
-    is the row's question (GSM8K's question, MATH's problem) after any context (ASDiv's body); a MATH row's answer is
-    its `answer`, else its solution's last `\boxed{}`; a countdown row gets its prompt. Other fields stay (they reach
-    the rewards as keyword arguments). No text is dropped: a row with two questions is refused. Raises ValueError
-    saying what is wrong."""
+    r"""A dataset row in the fields the rewards read, with its reward's "task". The prompt is the question (GSM8K's
+    question, MATH's problem) after any context (ASDiv's body); a MATH row's answer is its `answer`, else its
+    solution's last `\boxed{}`; a countdown row gets a prompt. Other fields stay: the rewards get them as keyword
+    arguments. No text is dropped: a row with two questions is refused. Raises ValueError saying what is wrong."""
     if raw.get("task") not in (None, *FIELDS, *ACCURACY):
         known = ", ".join(sorted(FIELDS.keys() | ACCURACY.keys()))
         raise ValueError(f"no reward is registered for the task {raw['task']!r} (rewards.ACCURACY[{raw['task']!r}] = "
@@ -541,8 +519,7 @@ def to_row(raw: dict, task: str = "auto") -> dict:
             raise ValueError(f"cannot tell the task from the fields {sorted(raw)}: a row needs one of "
                              + ", ".join(f"{'+'.join(need)} ({t})" for t, need in FIELDS.items()))
         task = task or "math"
-    missing = [f for f in FIELDS.get(task, ("prompt",)) if f not in raw]
-    if missing:
+    if missing := [f for f in FIELDS.get(task, ("prompt",)) if f not in raw]:
         raise ValueError(f"missing field(s) {', '.join(missing)} for a {task} row")
     if "completion" in raw:
         raise ValueError("a row may not have a field named completion: rewards take the completion by that name")
@@ -560,10 +537,11 @@ def to_row(raw: dict, task: str = "auto") -> dict:
         if row["answer"] is None:
             raise ValueError("a competition_math row needs an answer, or a solution with a \\boxed{} answer")
     if task == "countdown":
-        if not (isinstance(raw["nums"], list) and raw["nums"] and all(type(n) is int for n in raw["nums"] + [raw["target"]])):
-            raise ValueError(f"nums must be a list of integers and target an integer, got nums={raw['nums']!r}, "
-                             f"target={raw['target']!r}")
-        row.setdefault("prompt", countdown_prompt(raw["nums"], raw["target"]))
+        nums, target = raw["nums"], raw["target"]
+        if not (isinstance(nums, list) and nums and all(type(n) is int for n in nums + [target])):
+            raise ValueError(f"nums must be a list of integers and target an integer, got nums={nums!r}, "
+                             f"target={target!r}")
+        row.setdefault("prompt", countdown_prompt(nums, target))
     if task == "code":
         check_code_row(raw)
     if row["task"] == "math" and (isinstance(row["answer"], bool) or not isinstance(row["answer"], (str, int, float))
@@ -580,7 +558,6 @@ def needs_math_verify(row: dict) -> bool:
 
 
 def check_code_row(raw: dict) -> None:
-    """Tests in a form the sandbox can check, and a timeout and memory limit that mean something."""
     if not (isinstance(raw["tests"], list) and raw["tests"] and all(isinstance(t, str) for t in raw["tests"])):
         raise ValueError("tests must be a non-empty list of assert statements (strings)")
     for test in raw["tests"]:

@@ -39,7 +39,8 @@ def shapes(n: int) -> dict[str, str]:
         "<answer> opened many times": "<think>a</think>" + fill("<answer>", n),
         "words after the number": "<think>a</think><answer>5 " + fill("a", n) + "1</answer>",
         "spaces inside the number": "<think>a</think><answer>1" + fill(" ", n) + "x</answer>",
-        "boxes in boxes": "<think>a</think><answer>" + fill("\\boxed{", n // 2) + "5" + fill("}", n // 14) + "</answer>",
+        "boxes in boxes":
+            "<think>a</think><answer>" + fill("\\boxed{", n // 2) + "5" + fill("}", n // 14) + "</answer>",
         "digits": "<think>a</think><answer>" + fill("1", n) + "x</answer>",
     }
 

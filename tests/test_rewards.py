@@ -41,7 +41,8 @@ def test_format_reward(completion, expected):
 # The regular expressions the linear format check and answer extraction replaced: they backtracked for seconds on
 # long near-misses, but on short strings they are the reference the new code must agree with.
 OLD_FORMAT = re.compile(r"\s*<think>.*\S.*</think>\s*<answer>.*\S.*</answer>\s*", re.DOTALL)
-OLD_ANSWER, OLD_THINKING = re.compile(r"<answer>(.*?)</answer>", re.DOTALL), re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
+OLD_ANSWER, OLD_THINKING = (re.compile(r"<answer>(.*?)</answer>", re.DOTALL),
+                            re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL))
 PIECES = TAGS * 3 + ("", " ", "\n", "\u00a0", "\u2003", "a", "5", "<", ">", "/", "think", "answer", "<answer")
 
 
@@ -217,14 +218,17 @@ def test_long_answers_are_read_in_linear_time_and_score_0(predicted):
 # compares them as text and misses most; math-verify reads them as math.
 EQUIVALENT = [
     ("\\sqrt{2}", "\\sqrt 2"), ("2\\sqrt{3}", "2 \\sqrt 3"), ("\\frac{\\sqrt{3}}{2}", "\\frac{1}{2}\\sqrt{3}"),
-    ("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}"), ("3\\sqrt{2}", "\\sqrt{18}"), ("\\frac{7\\pi}{3}", "\\dfrac{7}{3}\\pi"),
-    ("\\frac{2}{3}\\pi", "\\frac{2\\pi}{3}"), ("2\\pi", "2 \\pi"), ("\\frac{\\pi}{4}", "\\pi/4"), ("x^2+2x+1", "1+2x+x^2"),
+    ("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}"), ("3\\sqrt{2}", "\\sqrt{18}"),
+    ("\\frac{7\\pi}{3}", "\\dfrac{7}{3}\\pi"), ("\\frac{2}{3}\\pi", "\\frac{2\\pi}{3}"), ("2\\pi", "2 \\pi"),
+    ("\\frac{\\pi}{4}", "\\pi/4"), ("x^2+2x+1", "1+2x+x^2"),
     ("3x-2", "-2+3x"), ("a+b", "b+a"), ("1, 2, 3", "3, 2, 1"), ("-2, 5", "5, -2"), ("y=2x+3", "y=3+2x"),
     ("(1,2)", "(1, 2)"), ("[0,\\infty)", "[0, \\infty)"), ("(-\\infty,3]", "(-\\infty, 3]"),
-    ("(-\\infty,-1)\\cup(2,\\infty)", "(-\\infty, -1) \\cup (2, \\infty)"), ("\\text{(C)}", "C"), ("\\text{even}", "even"),
+    ("(-\\infty,-1)\\cup(2,\\infty)", "(-\\infty, -1) \\cup (2, \\infty)"), ("\\text{(C)}", "C"),
+    ("\\text{even}", "even"),
     ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}"), ("2^{10}", "1024"),
     ("1+2i", "2i+1"), ("3-4i", "-4i+3"), ("\\frac{x+1}{2}", "\\frac{1+x}{2}"), ("\\frac{a}{b}", "a/b"),
-    ("\\log_2 5", "\\log_{2}5"), ("\\{1,2\\}", "\\{2,1\\}"), ("(3,-1)", "(3, -1)"), ("\\frac{\\pi}{2}", "\\dfrac{\\pi}{2}"),
+    ("\\log_2 5", "\\log_{2}5"), ("\\{1,2\\}", "\\{2,1\\}"), ("(3,-1)", "(3, -1)"),
+    ("\\frac{\\pi}{2}", "\\dfrac{\\pi}{2}"),
     ("\\frac{1}{2}x", "\\frac{x}{2}"), ("e^{2}", "e^2"), ("\\sqrt{5}-1", "-1+\\sqrt{5}"), ("x^3-8", "(x-2)(x^2+2x+4)"),
     ("\\frac{3\\sqrt{3}}{4}", "\\frac{3}{4}\\sqrt{3}"), ("\\frac{1}{x}", "x^{-1}"), ("2x+y", "y+2x"),
     ("\\left( 2, \\frac{1}{2} \\right)", "(2, 1/2)"), ("-\\frac{\\sqrt{3}}{3}", "-\\frac{1}{\\sqrt{3}}"),
@@ -340,11 +344,15 @@ def test_generated_countdown_problems_are_seeded_and_solvable():
 
 @pytest.mark.parametrize("raw, row", [
     ({"prompt": "1 + 1?", "answer": 2}, {"prompt": "1 + 1?", "answer": 2, "task": "math"}),
-    ({"question": "q?", "answer": "w\n#### 5"}, {"question": "q?", "prompt": "q?", "answer": "w\n#### 5", "task": "math"}),
+    ({"question": "q?", "answer": "w\n#### 5"},
+     {"question": "q?", "prompt": "q?", "answer": "w\n#### 5", "task": "math"}),
     ({"problem": "p?", "solution": "so \\boxed{\\frac{1}{2}}."},
-     {"problem": "p?", "solution": "so \\boxed{\\frac{1}{2}}.", "prompt": "p?", "answer": "\\frac{1}{2}", "task": "math"}),
-    ({"prompt": "add", "tests": ["assert add(1, 1) == 2"]}, {"prompt": "add", "tests": ["assert add(1, 1) == 2"], "task": "code"}),
-    ({"nums": [1, 2], "target": 3}, {"nums": [1, 2], "target": 3, "task": "countdown", "prompt": countdown_prompt([1, 2], 3)}),
+     {"problem": "p?", "solution": "so \\boxed{\\frac{1}{2}}.", "prompt": "p?", "answer": "\\frac{1}{2}",
+      "task": "math"}),
+    ({"prompt": "add", "tests": ["assert add(1, 1) == 2"]},
+     {"prompt": "add", "tests": ["assert add(1, 1) == 2"], "task": "code"}),
+    ({"nums": [1, 2], "target": 3},
+     {"nums": [1, 2], "target": 3, "task": "countdown", "prompt": countdown_prompt([1, 2], 3)}),
 
     ({"problem": "p?", "solution": "so \\boxed{7}.", "answer": "007"},  # AIME-style: the answer field is the answer
      {"problem": "p?", "solution": "so \\boxed{7}.", "answer": "007", "prompt": "p?", "task": "math"}),
@@ -385,7 +393,8 @@ def test_bad_rows_say_what_is_wrong(raw, task, message):
                                         ("code", "code"), ("countdown", "countdown")])
 def test_the_example_files_load(name, task):
     from grpo import load_rows
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "examples", name + ".jsonl")
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "examples",
+                        name + ".jsonl")
     rows, bad = load_rows(path, name if name != "math" else "auto")
     assert not bad
     assert rows and all(row["task"] == task and row["prompt"] for row in rows)

@@ -237,7 +237,8 @@ def test_tests_against_builders_are_checked_here():
     tests = ["assert set(common([1, 4, 5], [4, 5, 6])) == set((4, 5))", "assert big() == float('inf')"]
     honest = "def common(a, b):\n    return [x for x in a if x in b]\ndef big():\n    return 1e999\n"
     assert run(honest, tests) == 0.5  # inf does not read back as a literal: a documented limit
-    rigged = "import builtins\nbuiltins.set = lambda *a: 0\nbuiltins.float = lambda *a: 0\ndef common(a, b):\n    return 0\ndef big():\n    return 0\n"
+    rigged = ("import builtins\nbuiltins.set = lambda *a: 0\nbuiltins.float = lambda *a: 0\n"
+              "def common(a, b):\n    return 0\ndef big():\n    return 0\n")
     assert run(rigged, tests) == 0.0
 
 
@@ -255,8 +256,10 @@ def syscall(number: int, *args) -> str:
 @pytest.mark.parametrize("name, call", [
     ("chown, which would clear a setuid bit", "os.chown(VICTIM, -1, 0)"),
     ("file_setattr (Linux 6.17)", syscall(469, -100, "VICTIM.encode()", 0, 0, 0)),
-    ("ioctl FS_IOC_GETFLAGS, as a stand-in for SETFLAGS", "fcntl.ioctl(os.open(os.__file__, os.O_RDONLY), 0x80086601, b'\\0' * 8)"),
-    ("a lease that would stall other processes opening the file", "fcntl.fcntl(os.open(os.__file__, os.O_RDONLY), 1024, fcntl.F_RDLCK)"),
+    ("ioctl FS_IOC_GETFLAGS, as a stand-in for SETFLAGS",
+     "fcntl.ioctl(os.open(os.__file__, os.O_RDONLY), 0x80086601, b'\\0' * 8)"),
+    ("a lease that would stall other processes opening the file",
+     "fcntl.fcntl(os.open(os.__file__, os.O_RDONLY), 1024, fcntl.F_RDLCK)"),
     ("flock", "fcntl.flock(os.open(os.__file__, os.O_RDONLY), fcntl.LOCK_EX)"),
     ("fallocate past RLIMIT_FSIZE", "fd = os.open('report', os.O_WRONLY)\n" + syscall(285, "fd", 1, 0, 20 << 30)),
     ("getxattr", "os.getxattr(VICTIM, 'user.x')"),
