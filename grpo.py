@@ -155,6 +155,9 @@ def parse_config(argv=None) -> Config:
         if not found:
             parser.error(f"--resume {cfg.resume}: no checkpoint there (a checkpoint-STEP directory with {STATE})")
         cfg.resume = found[-1]
+    elif not cfg.eval_only and checkpoints(cfg.out):
+        parser.error(f"--out {cfg.out} holds checkpoints of an earlier run: --resume {cfg.out} continues it, or choose "
+                     f"another --out")
     if cfg.fsdp and "RANK" not in os.environ:
         parser.error("--fsdp shards the model over torchrun's ranks: run under torchrun (--nproc_per_node=1 for one)")
     world = int(os.environ.get("WORLD_SIZE", 1))
@@ -267,6 +270,8 @@ def group_advantages(r: torch.Tensor, G: int, eps: float = 1e-4, scale: str = "g
     of the whole batch's rewards over all ranks (default: of r); "none" does not divide (Dr. GRPO)."""
     if G < 2:
         raise ValueError(f"group advantages need G >= 2 answers per question, got G = {G}")
+    if scale not in ("group", "batch", "none"):
+        raise ValueError(f"unknown reward scaling {scale!r}; expected group, batch or none")
     r = r.view(-1, G)
     std = {"group": r.std(-1, keepdim=True), "batch": r.std() if batch_std is None else batch_std, "none": 1.0}[scale]
     eps = 0.0 if scale == "none" else eps  # so that Dr. GRPO's division is by exactly 1
@@ -279,13 +284,6 @@ def flat_groups(r: torch.Tensor, G: int) -> torch.Tensor:
     """The groups whose G rewards are all equal: no signal, and A = 0 exactly (not the float32 rounding of a mean)."""
     r = r.view(-1, G)
     return (r == r[:, :1]).all(-1)
-
-
-def batch_std(r: torch.Tensor) -> torch.Tensor:
-    """The std (Bessel's correction) of every reward of the batch, on all ranks, from the ranks' summed moments."""
-    x = r.double()
-    n, total, squares = all_ranks(torch.stack([torch.ones_like(x).sum(), x.sum(), (x * x).sum()]))
-    return ((squares - total ** 2 / n) / (n - 1)).clamp(min=0).sqrt().to(r.dtype)
 
 
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
@@ -444,7 +442,8 @@ def batch_logprobs(model, batch: Batch, cfg: Config) -> torch.Tensor:
 
 
 def policy_update(model, opt, batch: Batch, cfg: Config) -> dict[str, float]:
-    """One AdamW step on the GRPO loss of the whole batch, accumulated over micro-batches."""
+    """One AdamW step on the GRPO loss of the whole batch, accumulated over micro-batches. Under torchrun the model
+    must be DDP- or FSDP-wrapped: each rank's loss is its share of the global sum, times the ranks DDP averages over."""
     C, mb, n = batch.mask.shape[1], cfg.micro_batch, len(batch.ids)
     norm = global_counts(batch.mask)  # the loss of the whole batch over all ranks, however it is cut
     world = dist.get_world_size() if dist.is_initialized() else 1
@@ -500,6 +499,13 @@ def global_counts(mask: torch.Tensor) -> dict:
     return {"num_seqs": num_seqs, "num_tokens": num_tokens}
 
 
+def global_std(r: torch.Tensor) -> torch.Tensor:
+    """The std (Bessel's correction) of every reward of the batch, on all ranks, from the ranks' summed moments."""
+    x = r.double()
+    n, total, squares = all_ranks(torch.stack([torch.ones_like(x).sum(), x.sum(), (x * x).sum()]))
+    return ((squares - total ** 2 / n) / (n - 1)).clamp(min=0).sqrt().to(r.dtype)
+
+
 def all_ranks(x: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:
     """x summed (or reduced by op) over every rank, the same on each; x itself in a single process. The one place
     where the step's numbers cross ranks, apart from DDP's and FSDP's own gradient reductions."""
@@ -528,7 +534,7 @@ def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator)
     sync_sampler(sampler, policy)  # pi_old = pi_theta
     batch, texts, s = rollout(sampler, tokenizer, rows, cfg, generator, device)
     r = score(texts, rows, cfg.G, cfg, s.lengths)
-    std = batch_std(r["reward"])  # over all ranks; the advantage uses it with --scale-rewards batch
+    std = global_std(r["reward"])  # the batch's, over all ranks; the advantage uses it with --scale-rewards batch
     batch.A = group_advantages(r["reward"], cfg.G, scale=cfg.scale_rewards, batch_std=std).to(device)
     flat = flat_groups(r["reward"], cfg.G)
     if cfg.dynamic_sampling:  # DAPO: no signal, so out of the update and out of its normaliser
@@ -536,7 +542,7 @@ def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator)
     t1 = time.perf_counter()
     # No signal, no work: when every A is 0 on every rank (decided together, or DDP would wait for a rank that
     # skipped) and there is no KL term (or dynamic sampling left no group), the gradient is exactly 0.
-    idle = all_ranks((batch.A != 0).sum()) == 0 and (cfg.beta == 0 or cfg.dynamic_sampling)
+    idle = bool(all_ranks((batch.A != 0).sum()) == 0) and (cfg.beta == 0 or cfg.dynamic_sampling)
     if ref is not None and not idle:
         batch.ref_logp = batch_logprobs(ref, batch, cfg)
     if cfg.mu > 1 and not idle:  # recomputed by the trainer, not taken from the sampler, so rho = 1 exactly at first
@@ -732,9 +738,11 @@ def whole_weights(policy) -> dict:
     return {k: v for k, v in get_model_state_dict(policy, options=WHOLE).items() if k not in tied}
 
 
-def save_checkpoint(cfg: Config, step: int, policy, tokenizer, opt, generator_states: list, rank: int) -> None:
+def save_checkpoint(cfg: Config, step: int, policy, tokenizer, opt, generator_states: list, rank: int,
+                    eval_skipped: bool) -> None:
     """OUT/checkpoint-STEP: weights in from_pretrained layout, tokenizer, and the trainer state (optimiser, step,
-    every rank's sampling RNG; the data position follows from the step). All ranks gather, rank 0 writes to a
+    every rank's sampling RNG, whether a signal skipped this step's evaluation; the data position follows from the
+    step). All ranks gather, rank 0 writes to a
     temporary directory renamed into place (a crash or kill during the save leaves the earlier checkpoints whole) and
     keeps the last K."""
     weights, optimizer = whole_weights(policy), get_optimizer_state_dict(policy, opt, options=WHOLE)
@@ -746,12 +754,13 @@ def save_checkpoint(cfg: Config, step: int, policy, tokenizer, opt, generator_st
     policy.save_pretrained(tmp, state_dict=weights)
     tokenizer.save_pretrained(tmp)
     torch.save({"step": step, "questions_seen": step * cfg.prompts_per_step, "optimizer": optimizer,
-                "generators": generator_states, "torch_rng": torch.get_rng_state(), "config": asdict(cfg)},
+                "generators": generator_states, "torch_rng": torch.get_rng_state(), "config": asdict(cfg),
+                "eval_skipped": eval_skipped},
                os.path.join(tmp, STATE))
     if os.path.isdir(path):  # this step was saved before, by the run this one resumed
         shutil.rmtree(path)
     os.replace(tmp, path)
-    for old in checkpoints(cfg.out)[:-cfg.keep]:
+    for old in [c for c in checkpoints(cfg.out) if int(c.rsplit("-", 1)[1]) <= step][:-cfg.keep]:
         shutil.rmtree(old)
 
 
@@ -764,9 +773,10 @@ def generator_states(generator: torch.Generator, world: int) -> list[torch.Tenso
     return states
 
 
-def load_trainer_state(path: str, policy, opt, generator, rank: int, world: int) -> int:
-    """Restore the optimiser (sharded under FSDP) and this rank's RNG from a checkpoint; the step it was saved at.
-    Memory-mapped: the ranks of a node share one copy of the whole optimiser state."""
+def load_trainer_state(path: str, policy, opt, generator, rank: int, world: int) -> tuple[int, bool]:
+    """Restore the optimiser (sharded under FSDP) and this rank's RNG from a checkpoint; the step it was saved at, and
+    whether a signal skipped that step's evaluation. Memory-mapped: the ranks of a node share one copy of the whole
+    optimiser state."""
     state = torch.load(os.path.join(path, STATE), weights_only=True, mmap=True)
     if len(state["generators"]) != world:
         raise SystemExit(f"grpo.py: error: {path} was saved by {len(state['generators'])} ranks; resume it with as "
@@ -774,7 +784,7 @@ def load_trainer_state(path: str, policy, opt, generator, rank: int, world: int)
     set_optimizer_state_dict(policy, opt, state["optimizer"], options=StateDictOptions(full_state_dict=True))
     generator.set_state(state["generators"][rank])
     torch.set_rng_state(state["torch_rng"])
-    return state["step"]
+    return state["step"], state.get("eval_skipped", False)
 
 
 def start_logs(out: str, resumed_at: int) -> dict | None:
@@ -788,7 +798,7 @@ def start_logs(out: str, resumed_at: int) -> dict | None:
             os.replace(path, f"{path}.{n}")
             print(f"{path} exists from an earlier run: moved to {path}.{n}")
         elif os.path.exists(path):
-            records = [(json.loads(line), line) for line in open(path)]
+            records = [(json.loads(line), line) for line in open(path) if line.endswith("\n")]  # a kill may cut one
             with open(path, "w") as f:
                 f.writelines(line for record, line in records if record["step"] <= resumed_at)
             first = first or next((r for r, _ in records if r["step"] == 0 and "eval/format" in r), None)
@@ -824,7 +834,7 @@ def train(cfg: Config) -> None:
     policy, sampler, ref = load_models(cfg, device)
     os.makedirs(cfg.out, exist_ok=True)
     metrics_file = os.path.join(cfg.out, "eval.jsonl" if cfg.eval_only else "metrics.jsonl")  # eval-only appends
-    if rank == 0 and not cfg.resume and not cfg.eval_only:
+    if rank == 0 and not cfg.eval_only:  # rewritten on resume: its steps are what --eval-only reports
         with open(os.path.join(cfg.out, "grpo_config.json"), "w") as f:
             json.dump(asdict(cfg), f, indent=1)
     tracker = start_wandb(cfg) if cfg.wandb and rank == 0 else None
@@ -850,12 +860,13 @@ def train(cfg: Config) -> None:
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda")
     generator = torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + rank)  # each rank draws its own
-    done = load_trainer_state(cfg.resume, policy, opt, generator, rank, world) if cfg.resume else 0
+    done, eval_skipped = load_trainer_state(cfg.resume, policy, opt, generator, rank, world) if cfg.resume else (0, 0)
     first = start_logs(cfg.out, done) if rank == 0 else None  # a resumed run's step-0 evaluation
     if done and rank == 0:
         print(f"resuming from {cfg.resume} after step {done}")
     before = first if done else run_eval(0) if eval_rows else None
-    start, after = time.perf_counter(), None
+    after = run_eval(done) if eval_skipped and eval_rows else None  # the evaluation the signal skipped
+    start = time.perf_counter()
     bar = tqdm(range(done + 1, cfg.steps + 1), desc="grpo", initial=done, total=cfg.steps,
                disable=None if rank == 0 else True)  # None: no bar when the output is a file, not a terminal
     with StopSignals() as stop:
@@ -869,11 +880,15 @@ def train(cfg: Config) -> None:
                 metrics["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30  # rank 0's
             if rank == 0:
                 log_step(step, metrics, examples, cfg, bar, tracker)
+            due = bool(eval_rows) and (step == cfg.steps or cfg.eval_every > 0 and step % cfg.eval_every == 0)
             signalled = stop.on_any_rank()
-            if eval_rows and not signalled and (step == cfg.steps or cfg.eval_every and step % cfg.eval_every == 0):
+            eval_skipped = due and bool(signalled)  # a signal skips the evaluation: the resumed run makes it first
+            if due and not signalled:
                 after = run_eval(step)
+                signalled = stop.on_any_rank()  # a signal during the evaluation stops the run too
             if cfg.save_every and step % cfg.save_every == 0 or signalled:  # last: a resumed run repeats nothing
-                save_checkpoint(cfg, step, policy, tokenizer, opt, generator_states(generator, world), rank)
+                save_checkpoint(cfg, step, policy, tokenizer, opt, generator_states(generator, world), rank,
+                                eval_skipped)
             if signalled:
                 if rank == 0:
                     print(f"stopped by {signal.Signals(signalled).name} after step {step}, saved in "

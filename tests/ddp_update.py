@@ -69,7 +69,7 @@ def main(out: str) -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     half = REWARDS[rank * 4:(rank + 1) * 4]
-    results = {"batch_std": grpo.batch_std(half)}
+    results = {"global_std": grpo.global_std(half)}
     for kind in ("ddp", "fsdp"):
         _, one_pass_calls = update("grpo", 4, rank, world, kind == "fsdp")  # 4 rows per rank: one micro-batch
         results[kind] = {"one_pass_calls": len(one_pass_calls)}

@@ -44,7 +44,7 @@ def test_two_ranks_with_micro_batches_make_the_update_of_one_process_under_ddp_a
         # gradients all-reduced (DDP) or reduce-scattered (FSDP, once per unit) once per step, not per micro-batch
         assert results[kind][name]["calls"] == results[kind]["one_pass_calls"], (kind, name)
     assert results["fsdp"]["one_pass_calls"] == 3  # the tiny model's two decoder layers, then the root
-    assert results["batch_std"].item() == pytest.approx(REWARDS.std().item(), rel=1e-6)
+    assert results["global_std"].item() == pytest.approx(REWARDS.std().item(), rel=1e-6)
 
 
 @pytest.mark.slow
@@ -113,28 +113,42 @@ def test_resume_continues_exactly(model_dir, data, tmp_path, capsys):
 
 
 def test_sigterm_ends_the_step_saves_it_and_resume_equals_the_run_that_never_stopped(model_dir, data, tmp_path,
-                                                                                    monkeypatch):
-    grpo.main(run_args(model_dir, data, tmp_path / "straight", 4, "--save-every", "0"))
+                                                                                    monkeypatch, capsys):
+    args = ("--save-every", "0", "--eval-data", data, "--eval-k", "2", "--eval-every", "2")
+    grpo.main(run_args(model_dir, data, tmp_path / "straight", 4, *args))
+    table = before_after_table(capsys.readouterr().out)
     calls, handler = [], signal.getsignal(signal.SIGTERM)
 
-    def preempted_at_step_2(*args):  # SIGTERM arrives while step 2 is being scored
+    def preempted_at_the_last_step(*args):  # SIGTERM arrives while step 4 is being scored
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 4:
             os.kill(os.getpid(), signal.SIGTERM)
         return by_length(*args)
 
-    monkeypatch.setattr(grpo, "score", preempted_at_step_2)
+    monkeypatch.setattr(grpo, "score", preempted_at_the_last_step)
     with pytest.raises(SystemExit) as stopped:
-        grpo.main(run_args(model_dir, data, tmp_path / "split", 4, "--save-every", "0"))
+        grpo.main(run_args(model_dir, data, tmp_path / "split", 4, *args))
     assert stopped.value.code == 128 + signal.SIGTERM and signal.getsignal(signal.SIGTERM) == handler
-    assert [m["step"] for m in train_lines(tmp_path / "split")] == [1, 2]  # step 2 was finished, and saved
-    assert grpo.checkpoints(str(tmp_path / "split")) == [str(tmp_path / "split" / "checkpoint-2")]
+    steps = [m["step"] for m in train_lines(tmp_path / "split")]
+    assert steps == [0, 1, 2, 2, 3, 4]  # step 4 was finished and saved, its evaluation skipped to stop in time
+    assert grpo.checkpoints(str(tmp_path / "split")) == [str(tmp_path / "split" / "checkpoint-4")]
     monkeypatch.setattr(grpo, "score", by_length)
-    grpo.main(run_args(model_dir, data, tmp_path / "split", 4, "--save-every", "0",
-                       "--resume", str(tmp_path / "split")))
+    capsys.readouterr()
+    grpo.main(run_args(model_dir, data, tmp_path / "split", 4, *args, "--resume", str(tmp_path / "split")))
+    assert before_after_table(capsys.readouterr().out) == table  # the skipped evaluation was made on resume
     assert train_lines(tmp_path / "split") == train_lines(tmp_path / "straight")
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "split")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_new_run_into_an_out_with_checkpoints_is_refused_and_eval_only_reports_the_resumed_step(
+        model_dir, data, tmp_path, capsys):
+    grpo.main(run_args(model_dir, data, tmp_path / "out", 2))
+    with pytest.raises(SystemExit):
+        grpo.main(run_args(model_dir, data, tmp_path / "out", 4))
+    assert "holds checkpoints of an earlier run: --resume" in capsys.readouterr().err
+    grpo.main(run_args(model_dir, data, tmp_path / "out", 4, "--resume", str(tmp_path / "out")))
+    assert grpo.trained_steps(str(tmp_path / "out")) == 4
 
 
 def test_a_save_killed_half_way_leaves_the_previous_checkpoint_whole(model_dir, data, tmp_path, monkeypatch):

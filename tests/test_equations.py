@@ -24,9 +24,11 @@ def test_all_equal_rewards_give_zero_advantage_not_nan(dtype, scale):
     assert torch.equal(A[:8], torch.zeros(8, dtype=dtype)) and A[8:].abs().min() > 0.1
 
 
-def test_group_of_one_is_an_error():
+def test_a_group_of_one_or_an_unknown_scaling_is_an_error():
     with pytest.raises(ValueError, match="G >= 2"):
         group_advantages(torch.tensor([1.0], **f64), G=1)
+    with pytest.raises(ValueError, match="unknown reward scaling 'bogus'"):
+        group_advantages(torch.tensor([1.0, 0.0], **f64), G=2, scale="bogus")
 
 
 @pytest.mark.parametrize("agg", ["grpo", "token_mean", "dr_grpo"])
