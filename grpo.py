@@ -742,9 +742,8 @@ def save_checkpoint(cfg: Config, step: int, policy, tokenizer, opt, generator_st
                     eval_skipped: bool) -> None:
     """OUT/checkpoint-STEP: weights in from_pretrained layout, tokenizer, and the trainer state (optimiser, step,
     every rank's sampling RNG, whether a signal skipped this step's evaluation; the data position follows from the
-    step). All ranks gather, rank 0 writes to a
-    temporary directory renamed into place (a crash or kill during the save leaves the earlier checkpoints whole) and
-    keeps the last K."""
+    step). All ranks gather, rank 0 writes to a temporary directory renamed into place (a crash or kill during the
+    save leaves the earlier checkpoints whole) and keeps the last K up to this step."""
     weights, optimizer = whole_weights(policy), get_optimizer_state_dict(policy, opt, options=WHOLE)
     if rank != 0:
         return
@@ -860,7 +859,8 @@ def train(cfg: Config) -> None:
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda")
     generator = torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + rank)  # each rank draws its own
-    done, eval_skipped = load_trainer_state(cfg.resume, policy, opt, generator, rank, world) if cfg.resume else (0, 0)
+    done, eval_skipped = (load_trainer_state(cfg.resume, policy, opt, generator, rank, world) if cfg.resume
+                          else (0, False))
     first = start_logs(cfg.out, done) if rank == 0 else None  # a resumed run's step-0 evaluation
     if done and rank == 0:
         print(f"resuming from {cfg.resume} after step {done}")
