@@ -104,8 +104,7 @@ class Config:
     eval_temperature: float = flag(0.6, "the R1 paper's pass@1 uses T = 0.6 and top-p 0.95", "> 0")
     eval_top_p: float = flag(0.95, "top-p of the evaluation's samples (R1: 0.95)", "in (0, 1]")
     eval_only: bool = flag(False, "evaluate --model on --eval-data, append a line to OUT/eval.jsonl, then stop")
-    samples_every: int = flag(10, "every N steps, append a few prompt/completion/reward rows to OUT/samples.jsonl",
-                              ">= 0")
+    samples_every: int = flag(10, "every N steps, save a few samples and their rewards in OUT/samples.jsonl", ">= 0")
     save_every: int = flag(100, "every N steps, write OUT/checkpoint-STEP (weights, optimiser, RNG); 0: never (a "
                            "SIGTERM or Ctrl-C still writes one)", ">= 0")
     keep: int = flag(2, "how many of the latest checkpoints to keep", "> 0")
@@ -125,8 +124,8 @@ def parse_config(argv=None) -> Config:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog="Defaults marked 'shipped model' "
                                      "replace the paper's when --model is the shipped model (the default).")
     choices = {"loss_agg": LOSS_AGG, "task": ("auto", *FIELDS), "scale_rewards": ("group", "batch", "none"),
-               "template": ("r1_zero", "chat"),
-               "importance_sampling": ("token", "sequence"), "kl_estimator": tuple(KL_ESTIMATORS)}
+               "template": ("r1_zero", "chat"), "importance_sampling": ("token", "sequence"),
+               "kl_estimator": tuple(KL_ESTIMATORS)}
     for f in fields(Config):
         kind = {bool: dict(action=argparse.BooleanOptionalAction), float | None: dict(type=float),
                 str | None: dict(type=str)}.get(f.type, dict(type=f.type))
@@ -552,12 +551,12 @@ def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator)
     lengths = s.lengths.float()
     metrics = {"reward": r["reward"].mean().item(), "reward_std": std.item(),
                "accuracy": r["accuracy"].mean().item(), "format": r["format"].mean().item(),
-               "length_mean": lengths.mean().item(), "length_max": lengths.max().item(),
-               "truncated": (~s.ended).float().mean().item(),
+               "length_mean": lengths.mean().item(), "truncated": (~s.ended).float().mean().item(),
                "groups_all_equal": flat.float().mean().item(),
                "groups_dropped": all_ranks(flat.sum()).item() if cfg.dynamic_sampling else 0, "skipped": float(idle),
                "recheck": sum(bool(RECHECK.search(t)) for t in texts) / len(texts)}
-    metrics = reduce_over_ranks(metrics) | update
+    metrics = mean_over_ranks(metrics) | update
+    metrics["length_max"] = all_ranks(lengths.max(), dist.ReduceOp.MAX).item()
     metrics |= {"lr": opt.param_groups[0]["lr"], "time_sample": t1 - t0, "time_train": time.perf_counter() - t1}
     examples = [{"prompt": rows[b]["prompt"], **{k: rows[b][k] for k in ("answer", "tests", "nums", "target")
                                                  if k in rows[b]}, "completion": texts[b * cfg.G],
@@ -658,15 +657,11 @@ def eos_ids(tokenizer, model) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def reduce_over_ranks(metrics: dict[str, float]) -> dict[str, float]:
+def mean_over_ranks(metrics: dict[str, float]) -> dict[str, float]:
     """Every rank holds the same number of completions, so the global mean is the mean of the ranks' means."""
     world = dist.get_world_size() if dist.is_initialized() else 1
-    keys = sorted(metrics)
-    means = all_ranks(torch.tensor([metrics[k] for k in keys if not k.endswith("_max")], dtype=torch.float64))
-    maxes = all_ranks(torch.tensor([metrics[k] for k in keys if k.endswith("_max")], dtype=torch.float64),
-                      dist.ReduceOp.MAX)
-    values, maxes = iter((means / world).tolist()), iter(maxes.tolist())
-    return {k: next(maxes) if k.endswith("_max") else next(values) for k in keys}
+    means = all_ranks(torch.tensor(list(metrics.values()), dtype=torch.float64)) / world
+    return dict(zip(metrics, means.tolist()))
 
 
 def pretrained(cls, path: str, flag: str, **kwargs):

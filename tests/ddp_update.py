@@ -2,7 +2,7 @@
 fixed 8-completion batch (groups never span ranks), micro-batched, for each loss aggregation and for GSPO's ratio
 and rows left out by dynamic sampling, under DDP and under FSDP. Rank 0 writes the weights after the step, whether
 both ranks hold the same weights, how often gradients were all-reduced (DDP) or reduce-scattered (FSDP: once per
-FSDP unit and step), and the batch std of rewards split over the ranks."""
+FSDP unit and step), and the batch std of rewards and the mean of metrics split over the ranks."""
 import os
 import sys
 
@@ -69,7 +69,7 @@ def main(out: str) -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     half = REWARDS[rank * 4:(rank + 1) * 4]
-    results = {"global_std": grpo.global_std(half)}
+    results = {"global_std": grpo.global_std(half), "means": grpo.mean_over_ranks({"x": rank + 1.0, "y": 4.0 * rank})}
     for kind in ("ddp", "fsdp"):
         _, one_pass_calls = update("grpo", 4, rank, world, kind == "fsdp")  # 4 rows per rank: one micro-batch
         results[kind] = {"one_pass_calls": len(one_pass_calls)}

@@ -45,6 +45,7 @@ def test_two_ranks_with_micro_batches_make_the_update_of_one_process_under_ddp_a
         assert results[kind][name]["calls"] == results[kind]["one_pass_calls"], (kind, name)
     assert results["fsdp"]["one_pass_calls"] == 3  # the tiny model's two decoder layers, then the root
     assert results["global_std"].item() == pytest.approx(REWARDS.std().item(), rel=1e-6)
+    assert results["means"] == {"x": 1.5, "y": 2.0}  # each metric's mean over the ranks, by name
 
 
 @pytest.mark.slow
