@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 
 import torch
@@ -133,9 +133,8 @@ def parse_config(argv=None) -> Config:
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=argparse.SUPPRESS, **kind,
                             help=(f.metadata["help"] + default).replace("%", "%%"), choices=choices.get(f.name))
     given = vars(parser.parse_args(argv))
-    cfg = Config(**given)
-    if same_file(cfg.model, Config.model):  # the shipped model gets its preset
-        cfg = replace(cfg, **{k: v for k, v in PRESET.items() if k not in given})
+    preset = PRESET if same_file(given.get("model", Config.model), Config.model) else {}  # the shipped model's
+    cfg = Config(**preset | given)  # a flag given on the command line wins over the preset
     if same_file(cfg.data, Config.data) and "eval_data" not in given:  # the shipped task comes with its test set
         cfg.eval_data = os.path.join(DATA, "test.jsonl")
     for f in fields(Config):
@@ -723,7 +722,7 @@ def checkpoints(out: str) -> list[str]:
     return [os.path.join(out, m.group(0)) for m in sorted(found, key=lambda m: int(m.group(1)))]
 
 
-WHOLE = StateDictOptions(full_state_dict=True, cpu_offload=True)  # whole tensors on rank 0's CPU, gathered under FSDP
+WHOLE = StateDictOptions(full_state_dict=True, cpu_offload=True)  # whole tensors (gathered under FSDP) on the CPU
 
 
 def whole_weights(policy) -> dict:
@@ -775,10 +774,10 @@ def load_trainer_state(path: str, policy, opt, generator, rank: int, world: int)
     if len(state["generators"]) != world:
         raise SystemExit(f"grpo.py: error: {path} was saved by {len(state['generators'])} ranks; resume it with as "
                          f"many (this run has {world}) so every rank draws what it would have drawn")
-    set_optimizer_state_dict(policy, opt, state["optimizer"], options=StateDictOptions(full_state_dict=True))
+    set_optimizer_state_dict(policy, opt, state["optimizer"], options=WHOLE)
     generator.set_state(state["generators"][rank])
     torch.set_rng_state(state["torch_rng"])
-    return state["step"], state.get("eval_skipped", False)
+    return state["step"], state["eval_skipped"]
 
 
 def start_logs(out: str, resumed_at: int) -> dict | None:

@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -318,7 +319,7 @@ def test_overlong_penalty_enters_the_reward():
 def test_settings_follow_one_rule_and_are_said_at_start():
     shipped = grpo.parse_config([])  # the shipped model gets its preset, and the shipped task its test set
     assert (shipped.G, shipped.lr, shipped.steps) == (8, 1e-4, 60) and shipped.eval_data.endswith("data/test.jsonl")
-    assert grpo.replace(grpo.parse_config(["--model", "data/model"]), model=shipped.model) == shipped
+    assert replace(grpo.parse_config(["--model", "data/model"]), model=shipped.model) == shipped
     own_data = grpo.parse_config(["--data", "gsm8k.jsonl"])  # the shipped model's preset, but no arithmetic test set
     assert own_data.lr == 1e-4 and own_data.eval_data is None
     paper = grpo.parse_config(["--model", "Qwen/Qwen2.5-0.5B", "--data", "gsm8k.jsonl", "--G", "4"])
