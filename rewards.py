@@ -325,6 +325,7 @@ def extract_program(completion: str) -> str | None:
     return "\n".join(fenced) if fenced else answer
 
 
+@functools.lru_cache(maxsize=1 << 12)  # a row's tests meet each of its G completions, and are only read
 def parse_test(test: str) -> tuple[ast.expr, dict]:
     """A test `assert EXPR` as EXPR's syntax tree and its program values ({node: source}, for the child); the rest of
     EXPR is evaluated here. Raises ValueError saying why a test cannot be split so."""
