@@ -85,6 +85,14 @@ class Config:
     max_grad_norm: float = flag(1.0, "clip the global gradient norm to this", "> 0")
     micro_batch: int = flag(8, "completions per forward/backward pass of the loss", "> 0")
     logprob_micro_batch: int = flag(16, "completions per no-grad pass for pi_ref and pi_old log-probs", "> 0")
+    precision: str = flag("auto", "dtype of the sampler's copy of pi_theta, of pi_ref and of the loss passes' autocast "
+                          "(the trained weights and AdamW stay float32): auto is bf16 on CUDA, fp32 elsewhere")
+    rollout_correction: str = flag("auto", "weigh each token's loss by pi_old / pi_sampler where a separate copy "
+                                   "samples (TRL 1.16's modes); auto: sequence_mask then, none when the policy samples")
+    rollout_max: float = flag(3.0, "C_max of --rollout-correction: a larger weight is truncated to it or masked (TRL: "
+                              "3)", "> 0")
+    rollout_min: float | None = flag(None, "C_min of --rollout-correction: a smaller weight is raised to it or masked; "
+                                     "default: none", ">= 0")
     gradient_checkpointing: bool = flag(False, "recompute activations in backward: less memory, 1/3 more compute")
     fsdp: bool = flag(False, "shard pi_theta (weights, gradients, AdamW state) and pi_ref over the ranks (FSDP2)")
     loss_agg: str = flag("grpo", "grpo (paper), token_mean (DAPO), dr_grpo (Dr. GRPO)")
@@ -111,6 +119,13 @@ class Config:
     resume: str | None = flag(None, "a checkpoint directory, or an OUT holding some (the latest is taken), to continue")
     wandb: str | None = flag(None, "log to this Weights & Biases project as well (pip install wandb)")
 
+    def __post_init__(self):
+        """The auto settings decided at once, so that what runs is what is said at start and saved."""
+        if self.precision == "auto":
+            self.precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+        if self.rollout_correction == "auto":
+            self.rollout_correction = "sequence_mask" if separate_sampler(self) else "none"
+
 
 # The shipped model is a 1M-parameter model: it wants a far larger step than 3e-6, and trains in minutes on a laptop
 # CPU with these. They apply whenever --model is the shipped model; any flag given on the command line still wins.
@@ -125,7 +140,8 @@ def parse_config(argv=None) -> Config:
                                      "replace the paper's when --model is the shipped model (the default).")
     choices = {"loss_agg": LOSS_AGG, "task": ("auto", *FIELDS), "scale_rewards": ("group", "batch", "none"),
                "template": ("r1_zero", "chat"), "importance_sampling": ("token", "sequence"),
-               "kl_estimator": tuple(KL_ESTIMATORS)}
+               "kl_estimator": tuple(KL_ESTIMATORS), "precision": ("auto", "fp32", "bf16"),
+               "rollout_correction": ("auto", "none", *ROLLOUT_CORRECTIONS)}
     for f in fields(Config):
         kind = {bool: dict(action=argparse.BooleanOptionalAction), float | None: dict(type=float),
                 str | None: dict(type=str)}.get(f.type, dict(type=f.type))
@@ -248,19 +264,22 @@ def rows_for_step(rows: list[dict], step: int, n: int, seed: int, rank: int, wor
 # -------------------------------------------------------------------------------------------------- equations
 
 
-def row_logprobs(z: torch.Tensor, o: torch.Tensor, T: float) -> torch.Tensor:
-    """log pi(o_t | q, o_<t) = log_softmax(z_t / T)[o_t] for one completion: logits z (C, V), tokens o (C,); in
-    float32 at least (bf16 logits are upcast, float64 ones kept)."""
-    z = z.to(torch.promote_types(z.dtype, torch.float32))
+def row_logprobs(h: torch.Tensor, W: torch.Tensor, o: torch.Tensor, T: float) -> torch.Tensor:
+    """log pi(o_t | q, o_<t) for one completion, from its last hidden states h (C, H), the head's weight W (V, H)
+    and its tokens o (C,). The logits z = h W^T are computed in float32 at least (float64 kept), whatever the
+    forward's precision: rounded to bf16, a logit moves a log-prob by about 0.04."""
+    dtype = torch.promote_types(h.dtype, torch.float32)
+    z = F.linear(h.to(dtype), W.to(dtype))
+    # log pi(o_t | q, o_<t) = log_softmax(z_t / T)[o_t]
     return F.log_softmax(z / T, dim=-1).gather(-1, o[:, None]).squeeze(-1)
 
 
-def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, T: float) -> torch.Tensor:
+def token_logprobs(h: torch.Tensor, W: torch.Tensor, tokens: torch.Tensor, T: float) -> torch.Tensor:
     """row_logprobs of each row in turn, so float32 full-vocabulary log-probs exist for one row at a time: under
     autograd each row is checkpointed (recomputed in backward) instead of keeping its (C, V) float32 for backward."""
-    if not (torch.is_grad_enabled() and logits.requires_grad):
-        return torch.stack([row_logprobs(z, o, T) for z, o in zip(logits, tokens)])
-    return torch.stack([checkpoint(row_logprobs, z, o, T, use_reentrant=False) for z, o in zip(logits, tokens)])
+    if not (torch.is_grad_enabled() and (h.requires_grad or W.requires_grad)):
+        return torch.stack([row_logprobs(h_i, W, o, T) for h_i, o in zip(h, tokens)])
+    return torch.stack([checkpoint(row_logprobs, h_i, W, o, T, use_reentrant=False) for h_i, o in zip(h, tokens)])
 
 
 def group_advantages(r: torch.Tensor, G: int, eps: float = 1e-4, scale: str = "group", batch_std=None):
@@ -338,18 +357,40 @@ def masked_aggregate(loss, mask, agg: str = "grpo", num_seqs=None, num_tokens=No
 
 
 def per_token_loss(logp, old_logp, ref_logp, A, beta: float, eps_low: float, eps_high: float, kl: str = "k3",
-                   importance_sampling: str = "token", mask=None) -> torch.Tensor:
-    """l_it = -[ min(rho A_i, clip(rho) A_i) - beta D_KL ]: the negated GRPO objective, per token. With
+                   importance_sampling: str = "token", mask=None, w=1.0) -> torch.Tensor:
+    """l_it = -[ w_it min(rho A_i, clip(rho) A_i) - beta D_KL ]: the negated GRPO objective, per token, with w the
+    rollout correction's weight (1: none; as in TRL, the KL term is not weighted). With
     importance_sampling="sequence" (GSPO), rho is s_i = exp(1/|o_i| sum_t log(pi_theta/pi_old)) on every token of
     o_i, which needs the completion mask."""
     if importance_sampling == "sequence":
         logp_s, old_s = sequence_mean(logp, mask), sequence_mean(old_logp, mask)
-        loss = -clipped_surrogate(logp_s, old_s, A[:, None], eps_low, eps_high).expand_as(logp)
+        loss = -w * clipped_surrogate(logp_s, old_s, A[:, None], eps_low, eps_high).expand_as(logp)
     else:
-        loss = -clipped_surrogate(logp, old_logp, A[:, None], eps_low, eps_high)
+        loss = -w * clipped_surrogate(logp, old_logp, A[:, None], eps_low, eps_high)
     if beta:
         loss = loss + beta * KL_ESTIMATORS[kl](logp, ref_logp)
     return loss
+
+
+ROLLOUT_CORRECTIONS = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
+
+
+def sampler_ratio(old_logp, sampler_logp, mask, mode: str) -> torch.Tensor:
+    """pi_old / pi_sampler of each completion token, or (the sequence_* modes) its product over the completion, (B, 1):
+    how much likelier the trainer's pi_theta makes the tokens than the copy that drew them (bf16, say) did."""
+    log_ratio = (old_logp - sampler_logp) * mask
+    return torch.exp(log_ratio.sum(-1, keepdim=True) if mode.startswith("sequence") else log_ratio)
+
+
+def rollout_weight(ratio: torch.Tensor, mode: str, w_max: float, w_min: float | None = None) -> torch.Tensor:
+    """The importance weight that corrects the loss for tokens a different sampler drew (Yao et al. 2025, "Your
+    efficient RL framework secretly brings you off-policy RL training"), as TRL 1.16 defines its four modes. pi_old
+    and pi_sampler are both detached, so it weighs the gradient and is not differentiated."""
+    if mode.endswith("truncate"):
+        # TIS: w = min(max(pi_old / pi_sampler, C_min), C_max)
+        return ratio.clamp(min=w_min, max=w_max)
+    # MIS: w = pi_old / pi_sampler inside [C_min, C_max], 0 outside
+    return ratio.masked_fill((ratio > w_max) | (ratio < (w_min or 0.0)), 0.0)
 
 
 def overlong_penalty(lengths: torch.Tensor, max_len: int, buffer: int) -> torch.Tensor:
@@ -367,16 +408,21 @@ class Batch:
     attention_mask: torch.Tensor  # (B*G, P + C)
     mask: torch.Tensor  # (B*G, C) 1 on completion tokens, EOS included; built from lengths, never from pad ids
     A: torch.Tensor  # (B*G,) advantage of each completion
-    old_logp: torch.Tensor | None = None  # (B*G, C) log pi_old; None when mu = 1 (then pi_old = pi_theta)
+    old_logp: torch.Tensor | None = None  # (B*G, C) log pi_old: the first update's own log-probs, detached
     ref_logp: torch.Tensor | None = None  # (B*G, C) log pi_ref; None when beta = 0
+    sampler_logp: torch.Tensor | None = None  # (B*G, C) log pi_sampler, as the sampler drew the tokens
 
 
-def completion_logprobs(model, ids, attention_mask, C: int, T: float) -> torch.Tensor:
-    """log pi(o_t | q, o_<t) for the last C tokens of each row: logits only at the C positions that predict them."""
+def completion_logprobs(model, ids, attention_mask, C: int, T: float, bf16: bool = False) -> torch.Tensor:
+    """log pi(o_t | q, o_<t) for the last C tokens of each row. The forward alone runs under bf16 autocast, if asked:
+    autocast keeps its bf16 copies of the weights until its region ends, so an optimiser step inside one would leave
+    the next update computing with the old weights. The head's logits are then computed in float32, a row at a time
+    (token_logprobs), from the final hidden states (the model's own logits are kept for one position only)."""
     ids_in, mask_in = ids[:, :-1], attention_mask[:, :-1]
-    logits = model(input_ids=ids_in, attention_mask=mask_in, position_ids=position_ids(mask_in),
-                   logits_to_keep=C, use_cache=False).logits
-    return token_logprobs(logits, ids[:, -C:], T)
+    with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=bf16):
+        h = model(input_ids=ids_in, attention_mask=mask_in, position_ids=position_ids(mask_in), logits_to_keep=1,
+                  use_cache=False, output_hidden_states=True).hidden_states[-1][:, -C:]
+    return token_logprobs(h, unwrap(model).get_output_embeddings().weight, ids[:, -C:], T)
 
 
 def score(completions: list[str], rows: list[dict], G: int, cfg: Config, lengths: torch.Tensor):
@@ -428,7 +474,7 @@ def rollout(sampler, tokenizer, rows, cfg: Config, generator, device):
     mask = (torch.arange(s.tokens.shape[1], device=device) < s.lengths[:, None]).long()
     ids = torch.cat([prompt_ids.repeat_interleave(cfg.G, 0), s.tokens], 1)
     attention_mask = torch.cat([prompt_mask.repeat_interleave(cfg.G, 0), mask], 1)
-    return Batch(ids, attention_mask, mask, A=None), texts, s
+    return Batch(ids, attention_mask, mask, A=None, sampler_logp=s.logprobs), texts, s
 
 
 @torch.no_grad()
@@ -436,41 +482,53 @@ def batch_logprobs(model, batch: Batch, cfg: Config) -> torch.Tensor:
     """log pi for every completion token of the batch, micro-batch by micro-batch (pi_old or pi_ref)."""
     C, mb = batch.mask.shape[1], cfg.logprob_micro_batch
     return torch.cat([completion_logprobs(model, batch.ids[i:i + mb], batch.attention_mask[i:i + mb], C,
-                                          cfg.temperature) for i in range(0, len(batch.ids), mb)])
+                                          cfg.temperature, cfg.precision == "bf16")
+                      for i in range(0, len(batch.ids), mb)])
 
 
 def policy_update(model, opt, batch: Batch, cfg: Config) -> dict[str, float]:
     """One AdamW step on the GRPO loss of the whole batch, accumulated over micro-batches. Under torchrun the model
-    must be DDP- or FSDP-wrapped: each rank's loss is its share of the global sum, times the ranks DDP averages over."""
+    must be DDP- or FSDP-wrapped: each rank's loss is its share of the global sum, times the ranks DDP averages over.
+    The first update's log-probs, detached, are pi_old for the next ones (batch.old_logp): taken from the same passes,
+    rho = 1 exactly at first, whatever the precision (bf16 log-probs depend on the shape of the batch)."""
     C, mb, n = batch.mask.shape[1], cfg.micro_batch, len(batch.ids)
     norm = global_counts(batch.mask)  # the loss of the whole batch over all ranks, however it is cut
     world = dist.get_world_size() if dist.is_initialized() else 1
     eps_high = cfg.epsilon if cfg.epsilon_high is None else cfg.epsilon_high
-    stats = torch.zeros(3, device=batch.ids.device)  # loss, KL, clip fraction: each this rank's share of the mean
+    stats = torch.zeros(5, device=batch.ids.device)  # loss, KL, clip, mismatch KL, corrected: shares of the means
+    olds = []
     opt.zero_grad(set_to_none=True)
     for i in range(0, n, mb):
         rows, last = slice(i, i + mb), i + mb >= n
         if isinstance(model, FSDPModule):  # FSDP's no_sync: gradients reduce-scattered once per step, at the last
             model.set_requires_gradient_sync(last)
         with model.no_sync() if isinstance(model, DDP) and not last else nullcontext():  # sync grads once per step
-            logp = completion_logprobs(model, batch.ids[rows], batch.attention_mask[rows], C, cfg.temperature)
-            old = logp.detach() if batch.old_logp is None else batch.old_logp[rows]  # mu = 1: pi_old = pi_theta
+            logp = completion_logprobs(model, batch.ids[rows], batch.attention_mask[rows], C, cfg.temperature,
+                                       cfg.precision == "bf16")
+            old = logp.detach() if batch.old_logp is None else batch.old_logp[rows]  # first update: pi_old = pi_theta
+            olds.append(old)
             ref = None if batch.ref_logp is None else batch.ref_logp[rows]
-            mask, A = batch.mask[rows], batch.A[rows]
+            mask, A, sampled = batch.mask[rows], batch.A[rows], batch.sampler_logp[rows]
+            ratio = sampler_ratio(old, sampled, mask, cfg.rollout_correction)
+            w = 1.0 if cfg.rollout_correction == "none" else rollout_weight(ratio, cfg.rollout_correction,
+                                                                            cfg.rollout_max, cfg.rollout_min)
             losses = per_token_loss(logp, old, ref, A, cfg.beta, cfg.epsilon, eps_high, cfg.kl_estimator,
-                                    cfg.importance_sampling, mask)
+                                    cfg.importance_sampling, mask, w)
             loss = masked_aggregate(losses, mask, cfg.loss_agg, **norm, max_len=cfg.max_new_tokens)
             (loss * world).backward()  # DDP averages gradients over ranks; each rank's loss is its share of the sum
         with torch.no_grad():  # metrics: KL as k3 (an estimate of its value, whatever the loss uses), clipping
             kl = kl_k3(logp, ref) if ref is not None else torch.zeros_like(logp)
             clipped = clipped_tokens(logp, old, A, mask, cfg.epsilon, eps_high, cfg.importance_sampling)
-            stats += torch.stack([loss, (kl * mask).sum() / norm["num_tokens"],
-                                  (clipped * mask).sum() / norm["num_tokens"]])
+            mismatch = kl_k3(sampled, old)  # KL(pi_sampler || pi_theta) on the sampler's tokens, k3 as for pi_ref
+            corrected = (ratio != w) & (cfg.rollout_correction != "none")  # the weights the bounds changed
+            token_means = [(x * mask).sum() / norm["num_tokens"] for x in (kl, clipped, mismatch, corrected)]
+            stats += torch.stack([loss, *token_means])
+    batch.old_logp = torch.cat(olds)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
     opt.step()
     stats = all_ranks(stats)
     return {"loss": stats[0].item(), "kl": stats[1].item(), "clip_frac": stats[2].item(),
-            "grad_norm": grad_norm.item()}
+            "mismatch_kl": stats[3].item(), "rollout_corrected": stats[4].item(), "grad_norm": grad_norm.item()}
 
 
 def zero_gradient_step(opt) -> dict[str, float]:
@@ -480,7 +538,7 @@ def zero_gradient_step(opt) -> dict[str, float]:
         for p in group["params"]:
             p.grad = torch.zeros_like(p)
     opt.step()
-    return {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0}
+    return {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "mismatch_kl": 0.0, "rollout_corrected": 0.0, "grad_norm": 0.0}
 
 
 def clipped_tokens(logp, old_logp, A, mask, eps_low: float, eps_high: float, importance_sampling: str):
@@ -514,7 +572,7 @@ def all_ranks(x: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:
 
 @torch.no_grad()
 def sync_sampler(sampler, policy) -> None:
-    """Copy pi_theta's weights into the sampler where it is a separate copy (bf16 on CUDA; whole under FSDP, gathered
+    """Copy pi_theta's weights into the sampler where it is a separate copy (in --precision; whole under FSDP, gathered
     one parameter at a time: a collective, so every rank copies the same ones in the same order)."""
     if sampler is not policy:
         for name, p in policy.named_parameters():
@@ -543,8 +601,6 @@ def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator)
     idle = bool(all_ranks((batch.A != 0).sum()) == 0) and (cfg.beta == 0 or cfg.dynamic_sampling)
     if ref is not None and not idle:
         batch.ref_logp = batch_logprobs(ref, batch, cfg)
-    if cfg.mu > 1 and not idle:  # recomputed by the trainer, not taken from the sampler, so rho = 1 exactly at first
-        batch.old_logp = batch_logprobs(model, batch, cfg)
     for _ in range(cfg.mu):
         update = zero_gradient_step(opt) if idle else policy_update(model, opt, batch, cfg)
     lengths = s.lengths.float()
@@ -556,6 +612,8 @@ def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator)
                "recheck": sum(bool(RECHECK.search(t)) for t in texts) / len(texts)}
     metrics = mean_over_ranks(metrics) | update
     metrics["length_max"] = all_ranks(lengths.max(), dist.ReduceOp.MAX).item()
+    entropy, tokens = all_ranks(torch.stack([s.entropy.sum(), lengths.sum()]).double()).tolist()  # 0 after the end
+    metrics["entropy"] = entropy / tokens  # per token, of the distributions the sampler drew from
     metrics |= {"lr": opt.param_groups[0]["lr"], "time_sample": t1 - t0, "time_train": time.perf_counter() - t1}
     examples = [{"prompt": rows[b]["prompt"], **{k: rows[b][k] for k in ("answer", "tests", "nums", "target")
                                                  if k in rows[b]}, "completion": texts[b * cfg.G],
@@ -694,14 +752,23 @@ def shard(model):
     return fully_shard(model)
 
 
+def separate_sampler(cfg: Config) -> bool:
+    """Whether a copy of pi_theta samples: in another precision, or because checkpointing (which drops the KV cache)
+    or FSDP (which shards the weights) leaves the policy unfit to."""
+    return cfg.precision != "fp32" or cfg.gradient_checkpointing or cfg.fsdp
+
+
 def load_models(cfg: Config, device: torch.device):
-    """pi_theta in float32 (trained); on CUDA a bf16 copy samples and pi_ref is bf16; pi_ref only when beta > 0."""
-    half = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    """pi_theta in float32 (trained); the sampler's copy and pi_ref (only when beta > 0) in --precision."""
+    half = {"fp32": torch.float32, "bf16": torch.bfloat16}[cfg.precision]
     # Dropout stays off (eval mode) throughout: the pi_theta we differentiate is the function that sampled.
     policy = pretrained(AutoModelForCausalLM, cfg.resume or cfg.model, "--resume" if cfg.resume else "--model",
                         dtype=torch.float32).to(device).eval()
-    separate = half != torch.float32 or cfg.gradient_checkpointing or cfg.fsdp  # checkpointing drops the KV cache
-    sampler = copy.deepcopy(policy).to(half).eval().requires_grad_(False) if separate else policy
+    sampler = policy
+    if separate_sampler(cfg):
+        sampler = copy.deepcopy(policy).eval().requires_grad_(False)
+        for p in sampler.parameters():  # buffers (RoPE's inv_freq) stay float32, as in pi_ref: in bf16 the angles
+            p.data = p.data.to(half)  # of far positions drift by most of a radian
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(policy)
     ref = None
@@ -831,13 +898,11 @@ def train(cfg: Config) -> None:
         with open(os.path.join(cfg.out, "grpo_config.json"), "w") as f:
             json.dump(asdict(cfg), f, indent=1)
     tracker = start_wandb(cfg) if cfg.wandb and rank == 0 else None
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     def run_eval(step: int) -> dict:
         sync_sampler(sampler, policy)
         start = time.perf_counter()
-        with autocast:
-            result = evaluate(sampler, tokenizer, eval_rows, cfg, rank, world)
+        result = evaluate(sampler, tokenizer, eval_rows, cfg, rank, world)
         result["eval/seconds"] = time.perf_counter() - start
         if rank == 0:
             append_jsonl(metrics_file, [{"step": step} | ({"model": cfg.model} if cfg.eval_only else {}) | result])
@@ -868,8 +933,7 @@ def train(cfg: Config) -> None:
             step_rows = rows_for_step(rows, step - 1, cfg.prompts_per_step, cfg.seed, rank, world)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            with autocast:
-                metrics, examples = grpo_step(model, ref, sampler, tokenizer, opt, step_rows, cfg, generator)
+            metrics, examples = grpo_step(model, ref, sampler, tokenizer, opt, step_rows, cfg, generator)
             if device.type == "cuda":
                 metrics["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30  # rank 0's
             if rank == 0:

@@ -22,9 +22,10 @@ class Samples:
     tokens: torch.Tensor  # (B*G, N) completion ids; rows of prompt b are b*G .. b*G+G-1; pad_id after the end
     lengths: torch.Tensor  # (B*G,) completion length, counting the EOS token when the row ended on one
     ended: torch.Tensor  # (B*G,) True where the row ended on EOS, False where it ran out of budget
-    # (B*G, N) float32 log pi_old(o_t | q, o_<t) of each drawn token; 0 after the end. For callers and tests: the
-    # trainer recomputes its pi_old in float32 (on CUDA this sampler runs in bf16), see grpo.grpo_step.
+    # (B*G, N) float32 log pi_sampler(o_t | q, o_<t) of each drawn token; 0 after the end. The trainer recomputes
+    # pi_old itself and weighs each token by pi_old / pi_sampler where the two differ (grpo.rollout_weight).
     logprobs: torch.Tensor
+    entropy: torch.Tensor  # (B*G, N) float32 entropy of the tempered distribution each token was drawn from
 
 
 def cache_keyword(model) -> str:
@@ -45,18 +46,20 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
-def draw(logits: torch.Tensor, temperature: float, top_p: float, generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """One token per row from softmax(logits / T), restricted to the top-p nucleus; and its log-prob.
+def draw(logits: torch.Tensor, temperature: float, top_p: float, generator):
+    """One token per row from softmax(logits / T), restricted to the top-p nucleus; its log-prob, and the entropy of
+    the distribution it was drawn from.
 
     The log-prob is of the full tempered distribution, log_softmax(logits / T), as the trainer recomputes it
     (so with top_p < 1 it is not the nucleus distribution, as in TRL and verl). T = 0 is greedy decoding, and its
     log-probs are then taken at T = 1.
     """
     logp = F.log_softmax(logits.float() / (temperature or 1.0), dim=-1)
+    probs = logp.exp()
+    entropy = torch.special.entr(probs).sum(-1)  # -sum p log p, with 0 log 0 = 0
     if temperature == 0:
         token = logp.argmax(-1)
     else:
-        probs = logp.exp()
         if top_p < 1.0:
             sorted_p, order = probs.sort(-1, descending=True)
             outside = sorted_p.cumsum(-1) - sorted_p >= top_p  # keep the smallest prefix whose mass reaches p
@@ -64,7 +67,7 @@ def draw(logits: torch.Tensor, temperature: float, top_p: float, generator) -> t
         # An exponential race: with E_i ~ Exp(1), argmax p_i / E_i is i with probability p_i. It is the draw
         # torch.multinomial(probs, 1) makes from the same random numbers, without its validity check (a host sync).
         token = (probs / torch.empty_like(probs).exponential_(generator=generator)).argmax(-1)
-    return token, logp.gather(-1, token[:, None]).squeeze(-1)
+    return token, logp.gather(-1, token[:, None]).squeeze(-1), entropy
 
 
 def static_cache(model, source, rows: torch.Tensor, positions: int, length: int) -> StaticCache:
@@ -151,14 +154,16 @@ def sample(model, prompts: list[list[int]], G: int, max_new_tokens: int, tempera
 
     tokens = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logprobs = torch.zeros((rows, max_new_tokens), device=device)
+    entropy = torch.zeros((rows, max_new_tokens), device=device)
     lengths = torch.zeros(rows, dtype=torch.long, device=device)
     ended = torch.zeros(rows, dtype=torch.bool, device=device)
     active = torch.arange(rows, device=device)  # the rows the decode batch holds, in its order
     for t in range(max_new_tokens):
-        token, logp = draw(logits, temperature, top_p, generator)
+        token, logp, h = draw(logits, temperature, top_p, generator)
         live = ~ended[active]
         tokens[active, t] = torch.where(live, token, pad_id)
         logprobs[active, t] = torch.where(live, logp, 0.0)
+        entropy[active, t] = torch.where(live, h, 0.0)
         lengths[active] += live.long()
         ended[active] |= live & torch.isin(token, eos)
         if t == max_new_tokens - 1:
@@ -176,4 +181,4 @@ def sample(model, prompts: list[list[int]], G: int, max_new_tokens: int, tempera
         step.mask[:, width + t] = True
         logits = step()
     n = lengths.max()
-    return Samples(tokens[:, :n], lengths, ended, logprobs[:, :n])
+    return Samples(tokens[:, :n], lengths, ended, logprobs[:, :n], entropy[:, :n])

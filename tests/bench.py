@@ -164,8 +164,8 @@ def exactness(model, prompts, G: int, N: int, device) -> list[str]:
     if dtype != torch.float32:
         recomputations.append((f"a {dtype} forward of the whole sequences", model, False))
     for name, recomputer, autocast in recomputations:
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            gap = (grpo.completion_logprobs(recomputer, full_ids, full_mask, N, 1.0) - s.logprobs).abs()
+        with torch.no_grad():
+            gap = (grpo.completion_logprobs(recomputer, full_ids, full_mask, N, 1.0, autocast) - s.logprobs).abs()
         lines.append(f"sampled log-probs ({dtype} sampler) vs {name}: max |difference| {gap.max():.2e}, "
                      f"mean {gap.mean():.2e}")
     return lines
@@ -177,7 +177,8 @@ def random_batch(rows: int, P: int, N: int, vocab: int, device) -> grpo.Batch:
     mask = torch.ones(rows, N, dtype=torch.long)
     return grpo.Batch(ids.to(device), torch.ones(rows, P + N, dtype=torch.long, device=device), mask.to(device),
                       A=torch.randn(rows, generator=g).to(device),
-                      ref_logp=(-torch.rand(rows, N, generator=g) - 1).to(device))
+                      ref_logp=(-torch.rand(rows, N, generator=g) - 1).to(device),
+                      sampler_logp=(-torch.rand(rows, N, generator=g) - 1).to(device))
 
 
 def mfu(flops: float, seconds: float, peak: float | None) -> str:
@@ -193,16 +194,14 @@ def training_rows(model, tokenizer, args, device, peak) -> list[tuple]:
     if args.gradient_checkpointing:
         grpo.enable_gradient_checkpointing(policy)
     sampler = model if cuda or args.gradient_checkpointing else policy  # as grpo.load_models chooses
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda)
     n_params = sum(p.numel() for p in policy.parameters())
     rows, table = args.prompts * args.G, []
     batch = random_batch(rows, args.prompt_len, args.new_tokens, model.config.vocab_size, device)
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-7, fused=cuda)
     cfg = grpo.Config(G=args.G, micro_batch=args.micro_batch, beta=0.001, max_new_tokens=args.new_tokens)
 
-    def update():
-        with autocast:
-            grpo.policy_update(policy, opt, batch, cfg)
+    def update():  # under bf16 autocast on CUDA, as Config's precision says there
+        grpo.policy_update(policy, opt, batch, cfg)
 
     reset_peak(device)
     seconds = median_seconds(update, args.repeats, device)
@@ -218,8 +217,7 @@ def training_rows(model, tokenizer, args, device, peak) -> list[tuple]:
     steps = []
 
     def step():
-        with autocast:
-            metrics, _ = grpo.grpo_step(policy, ref, sampler, tokenizer, opt, data, cfg, generator)
+        metrics, _ = grpo.grpo_step(policy, ref, sampler, tokenizer, opt, data, cfg, generator)
         steps.append(metrics)
 
     reset_peak(device)

@@ -78,4 +78,5 @@ def random_batch(vocab: int, rows=6, P=5, C=7, seed=0) -> Batch:
     mask = (torch.arange(C) < lengths[:, None]).long()
     ids = torch.randint(2, vocab, (rows, P + C), generator=g) * torch.cat([prompt_mask, mask], 1)
     return Batch(ids, torch.cat([prompt_mask, mask], 1), mask, A=torch.randn(rows, generator=g),
-                 old_logp=-torch.rand(rows, C, generator=g) - 1, ref_logp=-torch.rand(rows, C, generator=g) - 1)
+                 old_logp=-torch.rand(rows, C, generator=g) - 1, ref_logp=-torch.rand(rows, C, generator=g) - 1,
+                 sampler_logp=-torch.rand(rows, C, generator=g) - 1)

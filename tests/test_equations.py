@@ -52,7 +52,7 @@ def test_unknown_aggregation_is_an_error():
 ])
 def test_token_logprobs_gradient_carries_the_temperature(T, grad):
     logits = torch.tensor([[[2.0, 1.0, 0.0]]], **f64, requires_grad=True)
-    token_logprobs(logits, torch.tensor([[0]]), T).sum().backward()
+    token_logprobs(logits, torch.eye(3, **f64), torch.tensor([[0]]), T).sum().backward()  # a head that is the identity
     assert torch.allclose(logits.grad[0, 0], torch.tensor(grad, **f64), rtol=0, atol=1e-7)
 
 
@@ -67,16 +67,26 @@ def test_on_policy_loss_is_zero_but_its_gradient_is_not():
 
 
 def test_token_logprobs_keep_no_full_vocabulary_tensor_of_their_own_for_backward():
-    """Only views of the logits (and the token ids) are saved for backward: each row's float32 log-softmax is
-    recomputed there, not kept, so log-probs add no (rows, C, V) float32 tensor to the memory of a loss pass."""
-    logits = torch.randn(4, 5, 1000, requires_grad=True)
+    """Only views of the hidden states and the head (and the token ids) are saved for backward: each row's float32
+    logits and log-softmax are recomputed there, not kept, so log-probs add no (rows, C, V) float32 tensor to the
+    memory of a loss pass."""
+    h, W = torch.randn(4, 5, 64, requires_grad=True), torch.randn(1000, 64, requires_grad=True)
     tokens = torch.randint(0, 1000, (4, 5))
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-        logp = token_logprobs(logits, tokens, 0.7)
-    own = [t for t in saved if t.untyped_storage().data_ptr() != logits.untyped_storage().data_ptr()]
+        logp = token_logprobs(h, W, tokens, 0.7)
+    inputs = {x.untyped_storage().data_ptr() for x in (h, W)}
+    own = [t for t in saved if t.untyped_storage().data_ptr() not in inputs]
     assert saved and sum(t.numel() for t in own) <= tokens.numel()
     logp.sum().backward()
-    expected = torch.func.grad(lambda z: torch.log_softmax(z / 0.7, -1).gather(-1, tokens[..., None]).sum())(
-        logits.detach())
-    assert torch.allclose(logits.grad, expected, atol=1e-6)
+    expected = torch.func.grad(lambda x: torch.log_softmax(x @ W.detach().T / 0.7, -1).gather(
+        -1, tokens[..., None]).sum())(h.detach())
+    assert torch.allclose(h.grad, expected, atol=1e-5)
+
+
+def test_logits_are_computed_in_float32_from_bf16_hidden_states():
+    """A bf16 forward's hidden states meet the head in float32: the log-probs are those of float32 logits, not of
+    logits rounded to bf16 (which move them by about 0.04)."""
+    h, W, tokens = torch.randn(2, 6, 64).bfloat16(), torch.randn(500, 64) / 4, torch.randint(0, 500, (2, 6))
+    exact = torch.log_softmax(h.float() @ W.T, -1).gather(-1, tokens[..., None]).squeeze(-1)
+    assert torch.allclose(token_logprobs(h, W, tokens, 1.0), exact, atol=1e-5)

@@ -31,8 +31,9 @@ def test_advantages(case):
 
 @pytest.mark.parametrize("case", GOLDEN["logprobs"], ids=lambda c: f"T={c['T']}")
 def test_logprobs_at_a_temperature(case):
-    logits = t(case["logits"])[None]  # one sequence of three positions
-    assert close(grpo.token_logprobs(logits, torch.tensor(case["tokens"])[None], case["T"])[0], case["logp"])
+    logits = t(case["logits"])[None]  # one sequence of three positions, through a head that is the identity
+    head = torch.eye(logits.shape[-1], dtype=logits.dtype)
+    assert close(grpo.token_logprobs(logits, head, torch.tensor(case["tokens"])[None], case["T"])[0], case["logp"])
 
 
 @pytest.mark.parametrize("case", GOLDEN["kl"], ids=lambda c: c["estimator"])

@@ -143,7 +143,7 @@ def test_draw_is_the_draw_multinomial_makes_from_the_same_random_numbers(T):
     logits = torch.randn(64, 50, generator=torch.Generator().manual_seed(0)) * 3
     ours, theirs = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
     for _ in range(5):  # several draws in a row: the two consume the generator alike
-        token, logp = draw(logits, T, 1.0, ours)
+        token, logp, _ = draw(logits, T, 1.0, ours)
         expected = torch.multinomial(torch.softmax(logits / T, -1), 1, generator=theirs).squeeze(-1)
         assert torch.equal(token, expected)
         assert torch.allclose(logp, torch.log_softmax(logits / T, -1).gather(-1, token[:, None]).squeeze(-1))
@@ -151,7 +151,7 @@ def test_draw_is_the_draw_multinomial_makes_from_the_same_random_numbers(T):
 
 def test_top_p_draws_only_from_the_nucleus():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).expand(4000, 4)
-    token, _ = draw(logits, 1.0, 0.7, torch.Generator().manual_seed(0))  # nucleus {0, 1}: 0.5 + 0.3 >= 0.7
+    token, _, _ = draw(logits, 1.0, 0.7, torch.Generator().manual_seed(0))  # nucleus {0, 1}: 0.5 + 0.3 >= 0.7
     counts = torch.bincount(token, minlength=4)
     assert counts[2:].sum() == 0 and abs(counts[0] / 4000 - 0.5 / 0.8) < 0.03
 

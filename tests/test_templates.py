@@ -42,7 +42,8 @@ def scripted(tokenizer, texts: list[str], ended: list[bool]) -> Samples:
     rows = [tokenizer(t)["input_ids"] + [tokenizer.eos_token_id] * e for t, e in zip(texts, ended)]
     width = max(map(len, rows)) + 2
     tokens = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
-    return Samples(tokens, torch.tensor(list(map(len, rows))), torch.tensor(ended), torch.zeros(tokens.shape))
+    return Samples(tokens, torch.tensor(list(map(len, rows))), torch.tensor(ended), torch.zeros(tokens.shape),
+                   torch.zeros(tokens.shape))
 
 
 @pytest.mark.parametrize("special_tags", [False, True])
