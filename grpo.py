@@ -519,7 +519,7 @@ def policy_update(model, opt, batch: Batch, cfg: Config) -> dict[str, float]:
         with torch.no_grad():  # metrics: KL as k3 (an estimate of its value, whatever the loss uses), clipping
             kl = kl_k3(logp, ref) if ref is not None else torch.zeros_like(logp)
             clipped = clipped_tokens(logp, old, A, mask, cfg.epsilon, eps_high, cfg.importance_sampling)
-            mismatch = kl_k3(sampled, old)  # KL(pi_sampler || pi_theta) on the sampler's tokens, k3 as for pi_ref
+            mismatch = kl_k3(sampled.double(), old.double())  # KL(pi_sampler || pi_theta), k3 as for pi_ref
             corrected = (ratio != w) & (cfg.rollout_correction != "none")  # the weights the bounds changed
             token_means = [(x * mask).sum() / norm["num_tokens"] for x in (kl, clipped, mismatch, corrected)]
             stats += torch.stack([loss, *token_means])

@@ -81,6 +81,18 @@ def loss_case(logp, old, ref, A, mask, beta, eps_low, eps_high, kl, sampling, ag
     return value, grad
 
 
+def rollout_weights(old, sampled, mask, mode, w_max, w_min):
+    """pi_old / pi_sampler per token (or its product over each row, for the sequence modes), truncated to
+    [w_min, w_max] or set to 0 outside it (masked)."""
+    logs = [[(o - s) * m for o, s, m in zip(*rows)] for rows in zip(old, sampled, mask)]
+    ratios = [[math.exp(sum(row))] for row in logs] if mode.startswith("sequence") else \
+        [[math.exp(x) for x in row] for row in logs]
+    low = -math.inf if w_min is None else w_min
+    if mode.endswith("truncate"):
+        return [[min(max(r, low), w_max) for r in row] for row in ratios]
+    return [[r if low <= r <= w_max else 0.0 for r in row] for row in ratios]
+
+
 def cases() -> dict:
     mask = [[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]  # lengths 4, 2, 1, and a fully masked row
     logp = [[-1.0, -0.5, -2.0, -0.1], [-0.3, -1.2, -9.0, -9.0], [-0.7, -9.0, -9.0, -9.0], [-1.0, -1.0, -1.0, -1.0]]
@@ -101,10 +113,20 @@ def cases() -> dict:
                 "grad": [KL[k][1](a, b) for a, b in zip(lp, ref)]}  # logp - ref = 0.5: k3 0.1065307, grad 0.3934693
                for k in ("k1", "k2", "k3")
                for lp, ref in [([-0.5, -1.0, -0.2, -3.0, -0.5], [-1.0, -1.2, -0.2, -1.0, -2.5])]],
+        "rollout": [],
         "surrogate": [],
         "aggregate": [],
         "loss": [],
     }
+    # ratios 2, 4, 1/4 and (masked) 8; 1/2 and 8; 1/4 and 1/2: products 2, 4 and 1/8 for the sequence modes
+    trainer = [[math.log(2), math.log(4), math.log(0.25), math.log(8)], [math.log(0.5), math.log(8), 0.0, 0.0],
+               [math.log(0.25), math.log(0.5), 0.0, 0.0]]
+    sampled, lengths = [[0.0] * 4] * 3, [[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 0, 0]]
+    for mode in ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask"):
+        for w_max, w_min in ((3.0, None), (3.0, 0.5)):
+            golden["rollout"].append({"old_logp": trainer, "sampler_logp": sampled, "mask": lengths, "mode": mode,
+                                      "w_max": w_max, "w_min": w_min,
+                                      "weight": rollout_weights(trainer, sampled, lengths, mode, w_max, w_min)})
     # rho = 1.1, 1.5 and 0.5 against A = +1 and -1: inside the clip range, clipped (gradient 0), and the side of
     # the clip that the min ignores. With eps_high 0.28 (DAPO), rho 1.25 is no longer clipped for A > 0.
     log_rho = [math.log(x) for x in (1.1, 1.5, 1.5, 0.5, 0.5, 1.25, 1.25)]

@@ -44,6 +44,12 @@ def test_kl_estimators(case):
     assert close(value, case["value"]) and close(logp.grad, case["grad"])
 
 
+@pytest.mark.parametrize("case", GOLDEN["rollout"], ids=lambda c: f"{c['mode']}-min{c['w_min']}")
+def test_rollout_correction_weights(case):
+    ratio = grpo.sampler_ratio(t(case["old_logp"]), t(case["sampler_logp"]), t(case["mask"]), case["mode"])
+    assert close(grpo.rollout_weight(ratio, case["mode"], case["w_max"], case["w_min"]), case["weight"])
+
+
 @pytest.mark.parametrize("case", GOLDEN["surrogate"], ids=lambda c: f"eps_high={c['eps_high']}")
 def test_clipped_surrogate(case):
     logp = t(case["logp"], grad=True)

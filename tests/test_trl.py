@@ -30,13 +30,14 @@ def inputs(seed: int, B: int = 6, C: int = 5):
     return logp, old, ref, A, mask
 
 
-def trl_loss(logp, old, ref, A, mask, beta, eps_low, eps_high, agg, sampling):
+def trl_loss(logp, old, ref, A, mask, beta, eps_low, eps_high, agg, sampling, weight=None):
     """TRL's _compute_loss on our tensors: a GRPOTrainer built without __init__, holding only what the method
-    reads, whose model "returns" logp."""
+    reads, whose model "returns" logp; with a rollout correction's weight, as TRL applies its vLLM one."""
     trainer = object.__new__(trl_grpo.GRPOTrainer)
     vars(trainer).update(
         _get_per_token_logps_and_entropies=lambda *a, **k: (logp, torch.zeros_like(logp), None),
-        top_entropy_quantile=1.0, aux_loss_enabled=False, off_policy_mask_threshold=None, use_vllm=False,
+        top_entropy_quantile=1.0, aux_loss_enabled=False, off_policy_mask_threshold=None, use_vllm=weight is not None,
+        vllm_importance_sampling_correction=True,
         importance_sampling_level=sampling, beta=beta, loss_type=LOSS_TYPES[agg], epsilon_low=eps_low,
         epsilon_high=eps_high, max_completion_length=MAX_LEN, current_gradient_accumulation_steps=1,
         _entropy_bonus_enabled=False, _metrics={"train": defaultdict(list)}, model=torch.nn.Linear(1, 1),
@@ -45,13 +46,13 @@ def trl_loss(logp, old, ref, A, mask, beta, eps_low, eps_high, agg, sampling):
     batch = {"prompt_ids": torch.zeros(len(A), 1, dtype=torch.long), "prompt_mask": torch.ones(len(A), 1),
              "completion_ids": torch.zeros_like(mask, dtype=torch.long), "completion_mask": mask,
              "advantages": A, "old_per_token_logps": old, "ref_per_token_logps": ref,
-             "num_items_in_batch": mask.sum()}
+             "num_items_in_batch": mask.sum(), "importance_sampling_ratio": weight}
     return trl_grpo.GRPOTrainer._compute_loss(trainer, None, batch)
 
 
-def our_loss(logp, old, ref, A, mask, beta, eps_low, eps_high, agg, sampling):
+def our_loss(logp, old, ref, A, mask, beta, eps_low, eps_high, agg, sampling, weight=1.0):
     losses = grpo.per_token_loss(logp, old, ref, A, beta, eps_low, eps_high, "k3",
-                                 sampling, mask)
+                                 sampling, mask, weight)
     return grpo.masked_aggregate(losses, mask, agg, max_len=MAX_LEN)
 
 
@@ -86,3 +87,42 @@ def test_overlong_penalty_as_trl(length):
     from trl.rewards import get_soft_overlong_punishment
     theirs = get_soft_overlong_punishment(max_completion_len=12, soft_punish_cache=4)([[1] * length])[0]
     assert grpo.overlong_penalty(torch.tensor([length]), 12, 4).item() == pytest.approx(theirs, abs=1e-7)
+
+
+def trl_rollout_weight(old, sampled, mask, mode, w_max, w_min):
+    """TRL 1.16's vLLM importance-sampling weight, by running its own lines: they sit inline in the 300-line
+    _generate_and_score_completions, from the `if` that tests the correction to the pi_ref log-probs after it."""
+    import inspect
+    import math
+    import textwrap
+    source = inspect.getsource(trl_grpo.GRPOTrainer._generate_and_score_completions)
+    start = source.index("            if self.use_vllm and self.vllm_importance_sampling_correction:\n")
+    block = textwrap.dedent(source[start:source.index("# Compute the per-token log probabilities for the reference")])
+    trainer = types.SimpleNamespace(use_vllm=True, vllm_importance_sampling_correction=True,
+                                    vllm_importance_sampling_mode=mode, vllm_importance_sampling_clip_max=w_max,
+                                    vllm_importance_sampling_clip_min=w_min)
+    namespace = {"self": trainer, "torch": torch, "math": math, "old_per_token_logps": old,
+                 "sampling_per_token_logps": sampled, "completion_mask": mask, "tool_mask": None}
+    exec(block, namespace)
+    return namespace["vllm_importance_sampling_ratio"]
+
+
+@pytest.mark.parametrize("mode", grpo.ROLLOUT_CORRECTIONS)
+@pytest.mark.parametrize("w_max, w_min", [(3.0, None), (1.2, 0.8)])
+def test_rollout_correction_weight_and_loss_as_trl(mode, w_max, w_min):
+    """The weight pi_old / pi_sampler, bounded as each mode says, then the loss it weighs (value and gradient)."""
+    logp, old, ref, A, mask = inputs(0)
+    sampled = old + 0.8 * torch.randn(old.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ours = grpo.rollout_weight(grpo.sampler_ratio(old, sampled, mask, mode), mode, w_max, w_min)
+    theirs = trl_rollout_weight(old, sampled, mask, mode, w_max, w_min)
+    assert torch.allclose(ours, theirs, rtol=0, atol=1e-12)
+    assert 0 < (ours != grpo.sampler_ratio(old, sampled, mask, mode)).sum() < ours.numel()  # some bounded, some not
+    values, grads = [], []
+    for loss_fn in (our_loss, trl_loss):
+        x = logp.clone().requires_grad_(True)
+        value = loss_fn(x, old, ref, A, mask, 0.04, 0.2, 0.28, "grpo", "token", weight=ours)
+        value.backward()
+        values.append(value.detach())
+        grads.append(x.grad)
+    assert torch.allclose(values[0], values[1], rtol=0, atol=1e-10)
+    assert torch.allclose(grads[0], grads[1], rtol=0, atol=1e-10)
