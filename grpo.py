@@ -98,6 +98,14 @@ class Config:
     loss_agg: str = flag("grpo", "grpo (paper), token_mean (DAPO), dr_grpo (Dr. GRPO)")
     scale_rewards: str = flag("group", "divide A by the std of its group (paper), of the batch, or none (Dr. GRPO)")
     importance_sampling: str = flag("token", "token: a ratio per token (paper); sequence: one per completion (GSPO)")
+    surrogate: str = flag("clip", "clip: PPO's clipped min (paper); cispo: sg(min(rho, 1 + eps_high)) A log pi "
+                          "(MiniMax-M1; --epsilon-high 4 by default there); sapo: a soft, temperature-gated clip")
+    mask_truncated: bool = flag(False, "DAPO: completions that ran out of --max-new-tokens leave the loss and its "
+                                "normaliser")
+    top_entropy_quantile: float = flag(1.0, "keep in the policy loss only this top share of tokens by pi_theta's "
+                                       "entropy (Wang et al. 2025: 0.2); 1 keeps all", "in (0, 1]")
+    off_policy_mask: float | None = flag(None, "DeepSeek-V3.2's delta: completions with A < 0 whose mean KL(pi_sampler "
+                                         "|| pi_theta) exceeds it leave the policy loss", ">= 0")
     kl_estimator: str = flag("k3", "k3 (paper), k1 or k2: Schulman's estimators of KL(pi_theta || pi_ref)")
     dynamic_sampling: bool = flag(False, "DAPO: leave groups whose rewards are all equal out of the update")
     overlong_buffer: int = flag(0, "DAPO's soft overlong penalty over the last N tokens of the budget; 0: none", ">= 0")
@@ -123,6 +131,8 @@ class Config:
         """The auto settings decided at once, so that what runs is what is said at start and saved."""
         if self.precision == "auto":
             self.precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+        if self.surrogate == "cispo" and self.epsilon_high is None:  # rho capped at 5, as TRL recommends
+            self.epsilon_high = 4.0
         if self.rollout_correction == "auto":
             self.rollout_correction = "sequence_mask" if separate_sampler(self) else "none"
 
@@ -140,6 +150,7 @@ def parse_config(argv=None) -> Config:
                                      "replace the paper's when --model is the shipped model (the default).")
     choices = {"loss_agg": LOSS_AGG, "task": ("auto", *FIELDS), "scale_rewards": ("group", "batch", "none"),
                "template": ("r1_zero", "chat"), "importance_sampling": ("token", "sequence"),
+               "surrogate": ("clip", "cispo", "sapo"),
                "kl_estimator": tuple(KL_ESTIMATORS), "precision": ("auto", "fp32", "bf16"),
                "rollout_correction": ("auto", "none", *ROLLOUT_CORRECTIONS)}
     for f in fields(Config):
@@ -264,14 +275,24 @@ def rows_for_step(rows: list[dict], step: int, n: int, seed: int, rank: int, wor
 # -------------------------------------------------------------------------------------------------- equations
 
 
-def row_logprobs(h: torch.Tensor, W: torch.Tensor, o: torch.Tensor, T: float) -> torch.Tensor:
-    """log pi(o_t | q, o_<t) for one completion, from its last hidden states h (C, H), the head's weight W (V, H)
-    and its tokens o (C,). The logits z = h W^T are computed in float32 at least (float64 kept), whatever the
-    forward's precision: rounded to bf16, a logit moves a log-prob by about 0.04."""
+def row_log_softmax(h: torch.Tensor, W: torch.Tensor, T: float) -> torch.Tensor:
+    """log_softmax(z / T) for one completion's positions, from its last hidden states h (C, H) and the head's weight
+    W (V, H). The logits z = h W^T are computed in float32 at least (float64 kept), whatever the forward's precision:
+    rounded to bf16, a logit moves a log-prob by about 0.04."""
     dtype = torch.promote_types(h.dtype, torch.float32)
-    z = F.linear(h.to(dtype), W.to(dtype))
+    return F.log_softmax(F.linear(h.to(dtype), W.to(dtype)) / T, dim=-1)
+
+
+def row_logprobs(h: torch.Tensor, W: torch.Tensor, o: torch.Tensor, T: float) -> torch.Tensor:
+    """log pi of one completion's tokens o (C,)."""
     # log pi(o_t | q, o_<t) = log_softmax(z_t / T)[o_t]
-    return F.log_softmax(z / T, dim=-1).gather(-1, o[:, None]).squeeze(-1)
+    return row_log_softmax(h, W, T).gather(-1, o[:, None]).squeeze(-1)
+
+
+def row_entropy(h: torch.Tensor, W: torch.Tensor, T: float) -> torch.Tensor:
+    """The entropy of pi at each of one completion's positions (C,), from the same float32 logits."""
+    # H_t = -sum_v pi(v | q, o_<t) log pi(v | q, o_<t)
+    return torch.special.entr(row_log_softmax(h, W, T).exp()).sum(-1)
 
 
 def token_logprobs(h: torch.Tensor, W: torch.Tensor, tokens: torch.Tensor, T: float) -> torch.Tensor:
@@ -331,6 +352,22 @@ def clipped_surrogate(logp, old_logp, A, eps_low: float = 0.2, eps_high: float =
     return torch.min(rho * A, torch.clamp(rho, 1 - eps_low, 1 + eps_high) * A)
 
 
+def cispo_surrogate(logp, log_rho, A, eps_high: float = 4.0) -> torch.Tensor:
+    """CISPO (MiniMax-M1, 2025): A log pi_theta weighted by the importance ratio, capped and detached, so that no
+    token's gradient is clipped to 0 as PPO's clip does; the cap bounds its size. MiniMax-M1 writes a lower bound
+    too, set too far to act: TRL and ScaleRL leave it out, and so does this line."""
+    # J_t = sg(min(rho_t, 1 + eps_high)) A log pi_theta(o_t)
+    return torch.clamp(torch.exp(log_rho), max=1 + eps_high).detach() * A * logp
+
+
+def sapo_surrogate(logp, old_logp, A, tau_pos: float = 1.0, tau_neg: float = 1.05) -> torch.Tensor:
+    """SAPO (Soft Adaptive Policy Optimization, 2025), as TRL 1.16 computes it: in place of the hard clip, a sigmoid
+    gate whose gradient equals rho's at rho = 1 and fades smoothly away from it; a steeper gate for A <= 0."""
+    tau = torch.full_like(A, tau_neg).masked_fill(A > 0, tau_pos)  # in A's dtype (torch.where's would be float32)
+    # J_t = 4 / tau * sigmoid(tau (rho_t - 1)) A
+    return 4 / tau * torch.sigmoid(tau * (torch.exp(logp - old_logp) - 1)) * A
+
+
 def sequence_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """1/|o_i| sum_t x_it for each completion, shape (B, 1). GSPO's ratio is exp of this for log pi - log pi_old."""
     return (x * mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1)
@@ -357,16 +394,24 @@ def masked_aggregate(loss, mask, agg: str = "grpo", num_seqs=None, num_tokens=No
 
 
 def per_token_loss(logp, old_logp, ref_logp, A, beta: float, eps_low: float, eps_high: float, kl: str = "k3",
-                   importance_sampling: str = "token", mask=None, w=1.0) -> torch.Tensor:
-    """l_it = -[ w_it min(rho A_i, clip(rho) A_i) - beta D_KL ]: the negated GRPO objective, per token, with w the
-    rollout correction's weight (1: none; as in TRL, the KL term is not weighted). With
-    importance_sampling="sequence" (GSPO), rho is s_i = exp(1/|o_i| sum_t log(pi_theta/pi_old)) on every token of
-    o_i, which needs the completion mask."""
+                   importance_sampling: str = "token", mask=None, w=1.0, surrogate: str = "clip") -> torch.Tensor:
+    """l_it = -[ w_it min(rho A_i, clip(rho) A_i) - beta D_KL ]: the negated GRPO objective, per token, with w what
+    weighs or masks the policy term (the rollout correction, the masks; 1: none; as in TRL, not the KL term) and the
+    surrogate PPO's clip, CISPO's or SAPO's. With importance_sampling="sequence" (GSPO), rho is
+    s_i = exp(1/|o_i| sum_t log(pi_theta/pi_old)) on every token of o_i, which needs the completion mask."""
     if importance_sampling == "sequence":
-        logp_s, old_s = sequence_mean(logp, mask), sequence_mean(old_logp, mask)
-        loss = -w * clipped_surrogate(logp_s, old_s, A[:, None], eps_low, eps_high).expand_as(logp)
+        logp_r, old_r = sequence_mean(logp, mask), sequence_mean(old_logp, mask)
     else:
-        loss = -w * clipped_surrogate(logp, old_logp, A[:, None], eps_low, eps_high)
+        logp_r, old_r = logp, old_logp
+    if surrogate == "clip":
+        objective = clipped_surrogate(logp_r, old_r, A[:, None], eps_low, eps_high)
+    elif surrogate == "cispo":
+        objective = cispo_surrogate(logp, logp_r - old_r, A[:, None], eps_high)
+    elif surrogate == "sapo":
+        objective = sapo_surrogate(logp_r, old_r, A[:, None])
+    else:
+        raise ValueError(f"unknown surrogate {surrogate!r}; expected clip, cispo or sapo")
+    loss = -w * objective.expand_as(logp)
     if beta:
         loss = loss + beta * KL_ESTIMATORS[kl](logp, ref_logp)
     return loss
@@ -393,6 +438,14 @@ def rollout_weight(ratio: torch.Tensor, mode: str, w_max: float, w_min: float | 
     return ratio.masked_fill((ratio > w_max) | (ratio < (w_min or 0.0)), 0.0)
 
 
+def off_policy_keep(logp, sampler_logp, A, mask, delta: float) -> torch.Tensor:
+    """DeepSeek-V3.2 (eq. 9): 0 for a completion with A < 0 that pi_theta has drifted from, by more than delta in
+    the mean of log(pi_sampler / pi_theta) over its tokens, else 1; shape (B, 1). Such a completion's negative
+    gradient is the one that destabilises, and it is the least on-policy."""
+    # M_i = 0 if A_i < 0 and 1/|o_i| sum_t log(pi_sampler / pi_theta) > delta, else 1
+    return (A[:, None] >= 0) | (sequence_mean(sampler_logp - logp.detach(), mask) <= delta)
+
+
 def overlong_penalty(lengths: torch.Tensor, max_len: int, buffer: int) -> torch.Tensor:
     """DAPO's soft overlong punishment: 0 up to max_len - buffer tokens, then down linearly to -1 at max_len."""
     return ((max_len - buffer - lengths.double()) / buffer).clamp(min=-1, max=0).float()
@@ -411,18 +464,27 @@ class Batch:
     old_logp: torch.Tensor | None = None  # (B*G, C) log pi_old: the first update's own log-probs, detached
     ref_logp: torch.Tensor | None = None  # (B*G, C) log pi_ref; None when beta = 0
     sampler_logp: torch.Tensor | None = None  # (B*G, C) log pi_sampler, as the sampler drew the tokens
+    entropy_mask: torch.Tensor | None = None  # (B*G, C) the tokens --top-entropy-quantile keeps; None: all
+
+
+def final_hidden(model, ids, attention_mask, C: int, bf16: bool = False) -> torch.Tensor:
+    """The final hidden states at the C positions that predict each row's last C tokens; the head's logits are left
+    to row_log_softmax, in float32 (the model's own are kept for one position only). The forward alone runs under
+    bf16 autocast, if asked: autocast keeps its bf16 copies of the weights until its region ends, so an optimiser
+    step inside one would leave the next update computing with the old weights."""
+    ids_in, mask_in = ids[:, :-1], attention_mask[:, :-1]
+    with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=bf16):
+        return model(input_ids=ids_in, attention_mask=mask_in, position_ids=position_ids(mask_in), logits_to_keep=1,
+                     use_cache=False, output_hidden_states=True).hidden_states[-1][:, -C:]
 
 
 def completion_logprobs(model, ids, attention_mask, C: int, T: float, bf16: bool = False) -> torch.Tensor:
-    """log pi(o_t | q, o_<t) for the last C tokens of each row. The forward alone runs under bf16 autocast, if asked:
-    autocast keeps its bf16 copies of the weights until its region ends, so an optimiser step inside one would leave
-    the next update computing with the old weights. The head's logits are then computed in float32, a row at a time
-    (token_logprobs), from the final hidden states (the model's own logits are kept for one position only)."""
-    ids_in, mask_in = ids[:, :-1], attention_mask[:, :-1]
-    with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=bf16):
-        h = model(input_ids=ids_in, attention_mask=mask_in, position_ids=position_ids(mask_in), logits_to_keep=1,
-                  use_cache=False, output_hidden_states=True).hidden_states[-1][:, -C:]
-    return token_logprobs(h, unwrap(model).get_output_embeddings().weight, ids[:, -C:], T)
+    """log pi(o_t | q, o_<t) for the last C tokens of each row."""
+    return token_logprobs(final_hidden(model, ids, attention_mask, C, bf16), head(model), ids[:, -C:], T)
+
+
+def head(model) -> torch.Tensor:
+    return unwrap(model).get_output_embeddings().weight
 
 
 def score(completions: list[str], rows: list[dict], G: int, cfg: Config, lengths: torch.Tensor):
@@ -486,6 +548,16 @@ def batch_logprobs(model, batch: Batch, cfg: Config) -> torch.Tensor:
                       for i in range(0, len(batch.ids), mb)])
 
 
+@torch.no_grad()
+def batch_entropies(model, batch: Batch, cfg: Config) -> torch.Tensor:
+    """The entropy of pi_theta at every completion position, micro-batch by micro-batch, one row at a time."""
+    C, mb, rows = batch.mask.shape[1], cfg.logprob_micro_batch, []
+    for i in range(0, len(batch.ids), mb):
+        h = final_hidden(model, batch.ids[i:i + mb], batch.attention_mask[i:i + mb], C, cfg.precision == "bf16")
+        rows += [row_entropy(h_i, head(model), cfg.temperature) for h_i in h]
+    return torch.stack(rows)
+
+
 def policy_update(model, opt, batch: Batch, cfg: Config) -> dict[str, float]:
     """One AdamW step on the GRPO loss of the whole batch, accumulated over micro-batches. Under torchrun the model
     must be DDP- or FSDP-wrapped: each rank's loss is its share of the global sum, times the ranks DDP averages over.
@@ -512,15 +584,19 @@ def policy_update(model, opt, batch: Batch, cfg: Config) -> dict[str, float]:
             ratio = sampler_ratio(old, sampled, mask, cfg.rollout_correction)
             w = 1.0 if cfg.rollout_correction == "none" else rollout_weight(ratio, cfg.rollout_correction,
                                                                             cfg.rollout_max, cfg.rollout_min)
+            corrected = (ratio != w) & (cfg.rollout_correction != "none")  # the weights the bounds changed
+            if cfg.off_policy_mask is not None:
+                w = w * off_policy_keep(logp, sampled, A, mask, cfg.off_policy_mask)
+            if batch.entropy_mask is not None:
+                w = w * batch.entropy_mask[rows]
             losses = per_token_loss(logp, old, ref, A, cfg.beta, cfg.epsilon, eps_high, cfg.kl_estimator,
-                                    cfg.importance_sampling, mask, w)
+                                    cfg.importance_sampling, mask, w, cfg.surrogate)
             loss = masked_aggregate(losses, mask, cfg.loss_agg, **norm, max_len=cfg.max_new_tokens)
             (loss * world).backward()  # DDP averages gradients over ranks; each rank's loss is its share of the sum
         with torch.no_grad():  # metrics: KL as k3 (an estimate of its value, whatever the loss uses), clipping
             kl = kl_k3(logp, ref) if ref is not None else torch.zeros_like(logp)
             clipped = clipped_tokens(logp, old, A, mask, cfg.epsilon, eps_high, cfg.importance_sampling)
             mismatch = kl_k3(sampled.double(), old.double())  # KL(pi_sampler || pi_theta), k3 as for pi_ref
-            corrected = (ratio != w) & (cfg.rollout_correction != "none")  # the weights the bounds changed
             token_means = [(x * mask).sum() / norm["num_tokens"] for x in (kl, clipped, mismatch, corrected)]
             stats += torch.stack([loss, *token_means])
     batch.old_logp = torch.cat(olds)
@@ -562,6 +638,17 @@ def global_std(r: torch.Tensor) -> torch.Tensor:
     return ((squares - total ** 2 / n) / (n - 1)).clamp(min=0).sqrt().to(r.dtype)
 
 
+def global_quantile(x: torch.Tensor, q: float) -> torch.Tensor:
+    """The q-quantile (torch.quantile's) of the values x holds on every rank, the same on each: each rank writes its
+    values into its own row of a table of zeros, summed over the ranks."""
+    world, rank = (dist.get_world_size(), dist.get_rank()) if dist.is_initialized() else (1, 0)
+    counts = all_ranks(F.one_hot(torch.tensor(rank, device=x.device), world) * len(x))
+    table = torch.zeros(world, int(counts.max()), dtype=x.dtype, device=x.device)
+    table[rank, :len(x)] = x
+    values = torch.cat([row[:n] for row, n in zip(all_ranks(table), counts.tolist())])
+    return torch.quantile(values, q) if len(values) else values.new_tensor(float("inf"))
+
+
 def all_ranks(x: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:
     """x summed (or reduced by op) over every rank, the same on each; x itself in a single process. The one place
     where the step's numbers cross ranks, apart from DDP's and FSDP's own gradient reductions."""
@@ -595,12 +682,19 @@ def grpo_step(model, ref, sampler, tokenizer, opt, rows, cfg: Config, generator)
     flat = flat_groups(r["reward"], cfg.G)
     if cfg.dynamic_sampling:  # DAPO: no signal, so out of the update and out of its normaliser
         batch.mask = batch.mask * ~flat.to(device).repeat_interleave(cfg.G)[:, None]
+    if cfg.mask_truncated:  # DAPO: a completion cut by the budget earned no reward: out of the loss and normaliser
+        batch.mask = batch.mask * s.ended[:, None]
     t1 = time.perf_counter()
-    # No signal, no work: when every A is 0 on every rank (decided together, or DDP would wait for a rank that
-    # skipped) and there is no KL term (or dynamic sampling left no group), the gradient is exactly 0.
-    idle = bool(all_ranks((batch.A != 0).sum()) == 0) and (cfg.beta == 0 or cfg.dynamic_sampling)
+    # No signal, no work: when no token left in the loss has an A != 0 on any rank (decided together, or DDP would
+    # wait for a rank that skipped) and there is no KL term (or no token is left), the gradient is exactly 0.
+    signals, tokens = all_ranks(torch.stack([(batch.A[:, None] != 0).mul(batch.mask).sum(), batch.mask.sum()]))
+    idle = bool(signals == 0) and (cfg.beta == 0 or bool(tokens == 0))
     if ref is not None and not idle:
         batch.ref_logp = batch_logprobs(ref, batch, cfg)
+    if cfg.top_entropy_quantile < 1 and not idle:  # Wang et al. 2025: learn from the high-entropy "forking" tokens
+        H = batch_entropies(model, batch, cfg)
+        # keep the tokens whose H_t is in the top rho of the batch's (one threshold for the whole batch, all ranks)
+        batch.entropy_mask = H >= global_quantile(H[batch.mask.bool()], 1 - cfg.top_entropy_quantile)
     for _ in range(cfg.mu):
         update = zero_gradient_step(opt) if idle else policy_update(model, opt, batch, cfg)
     lengths = s.lengths.float()

@@ -18,7 +18,7 @@ from conftest import random_batch, tiny_model  # noqa: E402
 
 def half_batch(batch, rank: int, world: int):
     rows = slice(rank * len(batch.ids) // world, (rank + 1) * len(batch.ids) // world)
-    return grpo.Batch(**{k: v[rows] for k, v in vars(batch).items()})
+    return grpo.Batch(**{k: None if v is None else v[rows] for k, v in vars(batch).items()})
 
 
 def counting_allreduce(calls: list, bucket):
@@ -28,10 +28,16 @@ def counting_allreduce(calls: list, bucket):
         lambda fut: fut.value()[0] / dist.get_world_size())
 
 
-# Each loss aggregation; GSPO's sequence-level ratio; and rows masked out whole, as dynamic sampling leaves them.
+# Each loss aggregation; GSPO's sequence-level ratio; rows masked out whole, as dynamic sampling and
+# --mask-truncated leave them; CISPO and SAPO; the off-policy sequence mask and the top-entropy token mask, with the
+# rollout correction.
 VARIANTS = {agg: {"loss_agg": agg} for agg in grpo.LOSS_AGG} | {
     "gspo": {"loss_agg": "grpo", "importance_sampling": "sequence"},
-    "dropped": {"loss_agg": "grpo", "kl_estimator": "k2"}}
+    "dropped": {"loss_agg": "grpo", "kl_estimator": "k2"},
+    "cispo": {"loss_agg": "token_mean", "surrogate": "cispo"},
+    "sapo": {"loss_agg": "grpo", "surrogate": "sapo", "importance_sampling": "sequence"},
+    "masks": {"loss_agg": "dr_grpo", "off_policy_mask": 0.0, "rollout_correction": "token_truncate",
+              "rollout_max": 1.5}}
 REWARDS = torch.tensor([1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 0.5, 0.0])
 
 
@@ -39,6 +45,8 @@ def variant_batch(name: str) -> grpo.Batch:
     batch = random_batch(64, rows=8)
     if name == "dropped":
         batch.mask[[0, 1, 2, 3, 6]] = 0  # all of rank 0's half, and one row of rank 1's
+    if name == "masks":
+        batch.entropy_mask = torch.rand(batch.mask.shape, generator=torch.Generator().manual_seed(1)) < 0.3
     return batch
 
 
@@ -69,7 +77,8 @@ def main(out: str) -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     half = REWARDS[rank * 4:(rank + 1) * 4]
-    results = {"global_std": grpo.global_std(half), "means": grpo.mean_over_ranks({"x": rank + 1.0, "y": 4.0 * rank})}
+    results = {"global_std": grpo.global_std(half), "means": grpo.mean_over_ranks({"x": rank + 1.0, "y": 4.0 * rank}),
+               "quantile": grpo.global_quantile(REWARDS[:3] if rank == 0 else REWARDS[3:], 0.7)}  # uneven halves
     for kind in ("ddp", "fsdp"):
         _, one_pass_calls = update("grpo", 4, rank, world, kind == "fsdp")  # 4 rows per rank: one micro-batch
         results[kind] = {"one_pass_calls": len(one_pass_calls)}

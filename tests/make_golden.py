@@ -49,6 +49,19 @@ def surrogate(log_rho, A, eps_low, eps_high):
     return min(unclipped, clipped), (rho * A if unclipped <= clipped else 0.0)
 
 
+def cispo(logp, old, A, eps_high):
+    """min(rho, 1 + eps_high) A logp, the weight held constant: value and derivative in logp."""
+    weight = min(math.exp(logp - old), 1 + eps_high)
+    return weight * A * logp, weight * A
+
+
+def sapo(logp, old, A, tau_pos=1.0, tau_neg=1.05):
+    """4/tau sigmoid(tau (rho - 1)) A and its derivative in logp: 4 s (1 - s) rho A, with s the sigmoid."""
+    tau, rho = (tau_pos if A > 0 else tau_neg), math.exp(logp - old)
+    s = 1 / (1 + math.exp(-tau * (rho - 1)))
+    return 4 / tau * s * A, 4 * s * (1 - s) * rho * A
+
+
 def aggregate_weights(mask, agg, max_len):
     """d loss / d l_it: the weight of each token's loss in the aggregate (a fully masked row counts as a row)."""
     B, tokens = len(mask), sum(map(sum, mask))
@@ -136,6 +149,16 @@ def cases() -> dict:
         golden["surrogate"].append({"logp": log_rho, "old_logp": [0.0] * len(log_rho), "A": signs,
                                     "eps_low": eps_low, "eps_high": eps_high,
                                     "value": [p[0] for p in pairs], "grad": [p[1] for p in pairs]})
+    # CISPO and SAPO on the same ratios: CISPO's weight capped at 1 + eps_high = 1.2 for rho = 1.5 and 1.25
+    logp_t = [-0.5 + x for x in log_rho]
+    for name, fn, extra in (("cispo", cispo, (0.2,)), ("sapo", sapo, ())):
+        pairs = [fn(lp, -0.5, a, *extra) for lp, a in zip(logp_t, signs)]
+        golden[name] = [{"logp": logp_t, "old_logp": [-0.5] * len(logp_t), "A": signs, "eps_high": 0.2,
+                         "value": [p[0] for p in pairs], "grad": [p[1] for p in pairs]}]
+    # DeepSeek-V3.2's mask: mean log(pi_sampler / pi_theta) per row 0.3, 0.3, 0.05, 0.05 against A < 0 or >= 0
+    sampler = [[-0.7, -0.4, -9.0], [-0.7, -0.4, -9.0], [-0.95, -0.95, -9.0], [-0.95, -0.95, -9.0]]
+    golden["off_policy"] = [{"logp": [[-1.0, -0.7, -1.0]] * 4, "sampler_logp": sampler, "mask": [[1, 1, 0]] * 4,
+                             "A": [-1.0, 1.0, -1.0, 0.0], "delta": 0.1, "keep": [[0.0], [1.0], [1.0], [1.0]]}]
     # [1] and [3, 3, 3] with max_len 4: sequence mean 2.0, token mean 2.5, Dr. GRPO 1.25; then longer masks
     small = ([[1.0, 0.0, 0.0], [3.0, 3.0, 3.0]], [[1, 0, 0], [1, 1, 1]], 4)
     loss = [[0.5, -1.0, 2.0, 0.25], [1.5, 3.0, 7.0, 7.0], [-2.0, 7.0, 7.0, 7.0], [7.0, 7.0, 7.0, 7.0]]

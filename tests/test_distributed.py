@@ -45,6 +45,7 @@ def test_two_ranks_with_micro_batches_make_the_update_of_one_process_under_ddp_a
         assert results[kind][name]["calls"] == results[kind]["one_pass_calls"], (kind, name)
     assert results["fsdp"]["one_pass_calls"] == 3  # the tiny model's two decoder layers, then the root
     assert results["global_std"].item() == pytest.approx(REWARDS.std().item(), rel=1e-6)
+    assert results["quantile"].item() == pytest.approx(torch.quantile(REWARDS, 0.7).item(), rel=1e-6)
     assert results["means"] == {"x": 1.5, "y": 2.0}  # each metric's mean over the ranks, by name
 
 
@@ -207,20 +208,40 @@ def shipped_args(out, eval_data, *extra) -> list[str]:
             "--eval-data", str(eval_data), "--eval-k", "2", "--eval-every", "2", *extra]
 
 
-@pytest.fixture(scope="module")
-def fsdp_runs(tmp_path_factory) -> dict:
-    tmp = tmp_path_factory.mktemp("fsdp")
+def shipped_runs(tmp, plan: dict) -> dict:
+    """Each run of the plan ({name: (flags, the run whose checkpoint-2 it resumes, or None)}) under torchrun."""
     eval_data = tmp / "eval.jsonl"
     eval_data.write_text("".join(open(os.path.join(grpo.DATA, "test.jsonl")).readlines()[:4]))
-    runs = {"ddp": tmp / "ddp", "fsdp": tmp / "fsdp", "resumed": tmp / "resumed"}
-    for name, extra in (("ddp", []), ("fsdp", ["--fsdp"]), ("resumed", ["--fsdp", "--resume", str(runs["resumed"])])):
-        if name == "resumed":
-            shutil.copytree(runs["fsdp"] / "checkpoint-2", runs["resumed"] / "checkpoint-2")
+    runs = {name: tmp / name for name in plan}
+    for name, (extra, resumes) in plan.items():
+        if resumes:
+            shutil.copytree(runs[resumes] / "checkpoint-2", runs[name] / "checkpoint-2")
+            extra = extra + ["--resume", str(runs[name])]
         run = subprocess.run(TORCHRUN + [os.path.join(TESTS, "ddp_run.py"), "by-length"] +
                              shipped_args(runs[name], eval_data, *extra), cwd=tmp, timeout=300, capture_output=True,
                              text=True)
         assert run.returncode == 0, run.stderr[-3000:]
     return runs
+
+
+@pytest.fixture(scope="module")
+def fsdp_runs(tmp_path_factory) -> dict:
+    return shipped_runs(tmp_path_factory.mktemp("fsdp"), {"ddp": ([], None), "fsdp": (["--fsdp"], None),
+                                                          "resumed": (["--fsdp"], "fsdp")})
+
+
+@pytest.mark.slow
+def test_bf16_on_two_ranks_under_ddp_and_fsdp_runs_and_resumes_exactly(tmp_path):
+    """The GPU's numerics (a bf16 sampler, bf16 pi_ref, the loss passes under bf16 autocast) on two gloo ranks."""
+    bf16 = ["--precision", "bf16"]
+    runs = shipped_runs(tmp_path, {"ddp": (bf16, None), "ddp-resumed": (bf16, "ddp"),
+                                   "fsdp": (bf16 + ["--fsdp"], None), "fsdp-resumed": (bf16 + ["--fsdp"], "fsdp")})
+    for kind in ("ddp", "fsdp"):
+        lines = train_lines(runs[kind])
+        assert all(m["mismatch_kl"] > 0 for m in lines if "reward" in m), kind
+        assert train_lines(runs[kind + "-resumed"]) == [m for m in lines if m["step"] > 2], kind
+        a, b = weights(runs[kind]), weights(runs[kind + "-resumed"])
+        assert all(torch.equal(a[k], b[k]) for k in a), kind
 
 
 def flat(state: dict) -> torch.Tensor:

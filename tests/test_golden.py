@@ -58,6 +58,25 @@ def test_clipped_surrogate(case):
     assert close(value, case["value"]) and close(logp.grad, case["grad"])
 
 
+@pytest.mark.parametrize("name", ["cispo", "sapo"])
+def test_cispo_and_sapo_surrogates(name):
+    for case in GOLDEN[name]:
+        logp, old, A = t(case["logp"], grad=True), t(case["old_logp"]), t(case["A"])
+        if name == "cispo":
+            value = grpo.cispo_surrogate(logp, logp - old, A, case["eps_high"])
+        else:
+            value = grpo.sapo_surrogate(logp, old, A)
+        value.sum().backward()
+        assert close(value, case["value"]) and close(logp.grad, case["grad"])
+
+
+def test_off_policy_sequence_mask():
+    for case in GOLDEN["off_policy"]:
+        keep = grpo.off_policy_keep(t(case["logp"]), t(case["sampler_logp"]), t(case["A"]), t(case["mask"]),
+                                    case["delta"])
+        assert close(keep.double(), case["keep"])
+
+
 @pytest.mark.parametrize("case", GOLDEN["aggregate"], ids=lambda c: c["agg"])
 def test_aggregations_with_a_fully_masked_row(case):
     loss = t(case["loss"], grad=True)

@@ -1,5 +1,7 @@
 """The training step and the command line: masking, split invariance, a 2-step run, errors for bad input."""
+import copy
 import json
+import math
 import os
 import re
 import subprocess
@@ -44,23 +46,31 @@ def test_padding_after_eos_changes_neither_loss_nor_gradient():
     assert all(torch.allclose(a, b, atol=1e-7, rtol=0) for a, b in zip(grads, grads2))
 
 
-def one_update(batch: Batch, micro_batch: int, agg: str) -> torch.Tensor:
+def one_update(batch: Batch, micro_batch: int, agg: str, **variant) -> torch.Tensor:
     """The change of all weights after one SGD step (lr 1: the clipped gradient itself), flattened."""
     model = tiny_model(vocab_size=64, seed=3)
     before = torch.cat([p.detach().flatten() for p in model.parameters()])
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    cfg = Config(micro_batch=micro_batch, loss_agg=agg, beta=0.04, temperature=1.0, max_new_tokens=batch.mask.shape[1])
+    cfg = Config(micro_batch=micro_batch, loss_agg=agg, beta=0.04, temperature=1.0, max_new_tokens=batch.mask.shape[1],
+                 **variant)
     grpo.policy_update(model, opt, batch, cfg)
     return torch.cat([p.detach().flatten() for p in model.parameters()]) - before
 
 
+VARIANTS = [{}, {"surrogate": "cispo"}, {"surrogate": "sapo"}, {"off_policy_mask": 0.0},
+            {"rollout_correction": "sequence_mask", "rollout_max": 1.5}, {"entropy_mask": True}]
+
+
 @pytest.mark.parametrize("agg", grpo.LOSS_AGG)
-def test_update_does_not_depend_on_micro_batching(agg):
-    batch = random_batch(64)
-    whole = one_update(batch, micro_batch=6, agg=agg)
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(map(str, v.values())) or "grpo")
+def test_update_does_not_depend_on_micro_batching(agg, variant):
+    batch, variant = random_batch(64), dict(variant)
+    if variant.pop("entropy_mask", False):
+        batch.entropy_mask = torch.rand(batch.mask.shape, generator=torch.Generator().manual_seed(1)) < 0.3
+    whole = one_update(batch, micro_batch=6, agg=agg, **variant)
     assert whole.norm() > 0.1
     for mb in (1, 4):  # 4 leaves an uneven last micro-batch
-        split = one_update(batch, micro_batch=mb, agg=agg)
+        split = one_update(batch, micro_batch=mb, agg=agg, **variant)
         assert ((split - whole).norm() / whole.norm()).item() < 1e-5  # float32 rounding, nothing more
 
 
@@ -276,9 +286,9 @@ def test_rows_masked_out_whole_are_left_out_of_the_update(agg):
     """What dynamic sampling does to a group whose rewards are all equal: it counts in no normaliser."""
     batch, dropped = random_batch(64), [1, 4]
     kept = [i for i in range(len(batch.ids)) if i not in dropped]
-    masked = Batch(**{k: v.clone() for k, v in vars(batch).items()})
+    masked = Batch(**{k: None if v is None else v.clone() for k, v in vars(batch).items()})
     masked.mask[dropped] = 0
-    without = Batch(**{k: v[kept] for k, v in vars(batch).items()})
+    without = Batch(**{k: None if v is None else v[kept] for k, v in vars(batch).items()})
     a, b = one_update(masked, micro_batch=4, agg=agg), one_update(without, micro_batch=4, agg=agg)
     assert ((a - b).norm() / b.norm()).item() < 1e-5
 
@@ -407,3 +417,62 @@ def test_your_own_reward_as_the_readme_shows_it(model_dir, tmp_path, monkeypatch
     subprocess.run([sys.executable, "my_task.py"] + cli_args(model_dir, data, tmp_path / "out"), check=True,
                    cwd=tmp_path, timeout=120, env=os.environ | {"PYTHONPATH": ROOT})
     assert [json.loads(line)["step"] for line in open(tmp_path / "out" / "metrics.jsonl")] == [1, 2]
+
+
+@pytest.mark.parametrize("flags", [["--surrogate", "cispo"], ["--surrogate", "sapo"], ["--mask-truncated"],
+                                   ["--top-entropy-quantile", "0.2"], ["--off-policy-mask", "0.01"]],
+                         ids=lambda f: f[0][2:])
+def test_each_loss_variant_trains_the_shipped_model(flags, tmp_path):
+    grpo.main(["--steps", "2", "--G", "4", "--prompts-per-step", "4", "--eval-data", "", "--out", str(tmp_path),
+               *flags])
+    lines = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [m["step"] for m in lines] == [1, 2] and all(m["grad_norm"] > 0 for m in lines), lines
+
+
+def captured_step(tokenizer, monkeypatch, **settings):
+    """One grpo_step of a tiny model on two questions, rewarded by length: the model before the step, and the Batch
+    its first update saw."""
+    from test_no_signal import ROWS
+    seen = []
+    update = grpo.policy_update
+    monkeypatch.setattr(grpo, "policy_update", lambda model, opt, batch, cfg: seen.append(batch) or
+                        update(model, opt, batch, cfg))
+    monkeypatch.setattr(grpo, "score", by_length)
+    model = tiny_model(vocab_size=len(tokenizer))
+    before = copy.deepcopy(model)
+    cfg = Config(G=4, beta=0.0, **settings)
+    grpo.grpo_step(model, None, model, tokenizer, torch.optim.AdamW(model.parameters()), ROWS, cfg,
+                   torch.Generator().manual_seed(0))
+    return before, seen[0]
+
+
+def test_mask_truncated_leaves_the_completions_the_budget_cut_out_of_the_loss(tokenizer, monkeypatch):
+    _, batch = captured_step(tokenizer, monkeypatch, max_new_tokens=24, mask_truncated=True)
+    lengths, kept = batch.mask.sum(-1), batch.mask.any(-1)
+    assert kept.any() and not kept.all()  # the tiny model ends some completions within 24 tokens, not all
+    assert (lengths[~kept] == 0).all() and (lengths[kept] < 24).all()
+
+
+def test_top_entropy_quantile_keeps_the_top_share_of_tokens_by_pi_thetas_entropy(tokenizer, monkeypatch):
+    model, batch = captured_step(tokenizer, monkeypatch, max_new_tokens=8, top_entropy_quantile=0.25)
+    logits = model(input_ids=batch.ids[:, :-1], attention_mask=batch.attention_mask[:, :-1],
+                   position_ids=grpo.position_ids(batch.attention_mask[:, :-1])).logits[:, -8:]
+    H = torch.special.entr(torch.softmax(logits.double(), -1)).sum(-1)
+    tokens = batch.mask.bool()
+    kept = batch.entropy_mask & tokens
+    assert kept.sum() == math.ceil(0.25 * tokens.sum())  # the quantile's interpolation keeps the next one up
+    assert H[kept].min() > H[tokens & ~kept].max() - 1e-5
+
+
+@pytest.mark.parametrize("mask", ["entropy", "off_policy"])
+def test_a_mask_that_drops_every_token_leaves_no_policy_gradient(mask):
+    """beta = 0: with every token masked out of the policy term, nothing is left to learn from."""
+    batch, cfg = random_batch(64), Config(beta=0.0, max_new_tokens=7)
+    batch.A, batch.sampler_logp = -batch.A.abs(), torch.zeros_like(batch.sampler_logp)  # every A < 0, far off-policy
+    model = tiny_model(vocab_size=64, seed=3)
+    assert grpo.policy_update(model, torch.optim.SGD(model.parameters(), lr=0.0), batch, cfg)["grad_norm"] > 0
+    if mask == "entropy":
+        batch.entropy_mask = torch.zeros_like(batch.mask, dtype=torch.bool)
+    else:
+        cfg.off_policy_mask = 1.0  # mean log(pi_sampler / pi_theta) = -mean log pi_theta, about log(64) = 4.2
+    assert grpo.policy_update(model, torch.optim.SGD(model.parameters(), lr=0.0), batch, cfg)["grad_norm"] == 0

@@ -30,23 +30,31 @@ def inputs(seed: int, B: int = 6, C: int = 5):
     return logp, old, ref, A, mask
 
 
-def trl_loss(logp, old, ref, A, mask, beta, eps_low, eps_high, agg, sampling, weight=None):
+def trl_loss(logp, old, ref, A, mask, beta, eps_low, eps_high, agg, sampling, weight=None, entropies=None,
+             sampled=None, **settings):
     """TRL's _compute_loss on our tensors: a GRPOTrainer built without __init__, holding only what the method
-    reads, whose model "returns" logp; with a rollout correction's weight, as TRL applies its vLLM one."""
+    reads, whose model "returns" logp (and the entropies); with a rollout correction's weight, as TRL applies its
+    vLLM one, the sampler's log-probs, and any of TRL's settings."""
     trainer = object.__new__(trl_grpo.GRPOTrainer)
     vars(trainer).update(
-        _get_per_token_logps_and_entropies=lambda *a, **k: (logp, torch.zeros_like(logp), None),
+        _get_per_token_logps_and_entropies=lambda *a, **k: (logp, 0 * logp if entropies is None else entropies, None),
         top_entropy_quantile=1.0, aux_loss_enabled=False, off_policy_mask_threshold=None, use_vllm=weight is not None,
         vllm_importance_sampling_correction=True,
         importance_sampling_level=sampling, beta=beta, loss_type=LOSS_TYPES[agg], epsilon_low=eps_low,
         epsilon_high=eps_high, max_completion_length=MAX_LEN, current_gradient_accumulation_steps=1,
         _entropy_bonus_enabled=False, _metrics={"train": defaultdict(list)}, model=torch.nn.Linear(1, 1),
-        args=types.SimpleNamespace(use_bias_correction_kl=False, delta=None, steps_per_generation=1),
-        accelerator=types.SimpleNamespace(num_processes=1, gather=lambda x: x, reduce=lambda x, reduction: x))
+        args=types.SimpleNamespace(use_bias_correction_kl=False, delta=None, steps_per_generation=1,
+                                   sapo_temperature_pos=torch.tensor(1.0, dtype=torch.float64),  # not float32
+                                   sapo_temperature_neg=torch.tensor(1.05, dtype=torch.float64)),
+        accelerator=types.SimpleNamespace(num_processes=1, gather=lambda x: x, reduce=lambda x, reduction: x,
+                                          pad_across_processes=lambda x, dim, pad_index: x))
+    vars(trainer).update(settings)
     batch = {"prompt_ids": torch.zeros(len(A), 1, dtype=torch.long), "prompt_mask": torch.ones(len(A), 1),
              "completion_ids": torch.zeros_like(mask, dtype=torch.long), "completion_mask": mask,
              "advantages": A, "old_per_token_logps": old, "ref_per_token_logps": ref,
              "num_items_in_batch": mask.sum(), "importance_sampling_ratio": weight}
+    if sampled is not None:
+        batch["sampling_per_token_logps"] = sampled
     return trl_grpo.GRPOTrainer._compute_loss(trainer, None, batch)
 
 
@@ -126,3 +134,53 @@ def test_rollout_correction_weight_and_loss_as_trl(mode, w_max, w_min):
         grads.append(x.grad)
     assert torch.allclose(values[0], values[1], rtol=0, atol=1e-10)
     assert torch.allclose(grads[0], grads[1], rtol=0, atol=1e-10)
+
+
+# Each variant: our flags, then TRL's settings for it. TRL pairs cispo with its token mean ("dapo"'s normaliser) and
+# takes CISPO's cap on rho as epsilon_high itself (5), where ours is 1 + eps_high.
+VARIANT_CASES = {
+    "cispo": (dict(surrogate="cispo", eps_high=4.0, agg="token_mean"), dict(loss_type="cispo", epsilon_high=5.0)),
+    "sapo": (dict(surrogate="sapo", agg="grpo"), dict(loss_type="sapo")),
+    "off_policy_mask": (dict(delta=0.05, agg="grpo"), dict(off_policy_mask_threshold=0.05)),
+    "top_entropy_quantile": (dict(quantile=0.3, agg="grpo"), dict(top_entropy_quantile=0.3)),
+    "all_at_once": (dict(surrogate="sapo", delta=0.05, quantile=0.3, agg="grpo"),
+                    dict(loss_type="sapo", off_policy_mask_threshold=0.05, top_entropy_quantile=0.3)),
+}
+
+
+def our_variant_loss(logp, old, ref, A, mask, sampled, entropies, beta, agg, surrogate="clip", eps_high=0.2,
+                     delta=None, quantile=1.0):
+    """The loss as grpo.policy_update composes it: the masks weigh the policy term (w), the surrogate is chosen."""
+    w = 1.0
+    if delta is not None:
+        w = w * grpo.off_policy_keep(logp, sampled, A, mask, delta)
+    if quantile < 1:
+        w = w * (entropies >= grpo.global_quantile(entropies[mask.bool()], 1 - quantile))
+    losses = grpo.per_token_loss(logp, old, ref, A, beta, 0.2, eps_high, "k3", "token", mask, w, surrogate)
+    return grpo.masked_aggregate(losses, mask, agg, max_len=MAX_LEN)
+
+
+@pytest.mark.parametrize("name", list(VARIANT_CASES))
+@pytest.mark.parametrize("beta", [0.0, 0.04])
+def test_loss_variants_as_trl(name, beta):
+    ours, theirs = VARIANT_CASES[name]
+    logp, old, ref, A, mask = inputs(0)
+    A = A - A.mean()  # of both signs, as group advantages are
+    g = torch.Generator().manual_seed(4)
+    sampled = old + 0.3 * torch.randn(old.shape, generator=g, dtype=torch.float64)  # one A < 0 completion past delta
+    entropies = torch.rand(old.shape, generator=g, dtype=torch.float64) * 3
+    values, grads = [], []
+    for loss_fn in ("ours", "trl"):
+        x = logp.clone().requires_grad_(True)
+        if loss_fn == "ours":
+            value = our_variant_loss(x, old, ref, A, mask, sampled, entropies, beta, **ours)
+        else:
+            value = trl_loss(x, old, ref, A, mask, beta, 0.2, 0.2, ours["agg"], "token", entropies=entropies,
+                             sampled=sampled, **theirs)
+        value.backward()
+        values.append(value.detach())
+        grads.append(x.grad)
+    assert torch.allclose(values[0], values[1], rtol=0, atol=1e-10)
+    assert torch.allclose(grads[0], grads[1], rtol=0, atol=1e-10)
+    plain = our_variant_loss(logp.clone().requires_grad_(True), old, ref, A, mask, sampled, entropies, beta, "grpo")
+    assert not torch.allclose(values[0], plain.detach(), rtol=0, atol=1e-10)  # the variant changes the loss
