@@ -469,6 +469,7 @@ def test_a_mask_that_drops_every_token_leaves_no_policy_gradient(mask):
     """beta = 0: with every token masked out of the policy term, nothing is left to learn from."""
     batch, cfg = random_batch(64), Config(beta=0.0, max_new_tokens=7)
     batch.A, batch.sampler_logp = -batch.A.abs(), torch.zeros_like(batch.sampler_logp)  # every A < 0, far off-policy
+    batch.old_logp = None  # pi_old = pi_theta: rho = 1, inside the clip
     model = tiny_model(vocab_size=64, seed=3)
     assert grpo.policy_update(model, torch.optim.SGD(model.parameters(), lr=0.0), batch, cfg)["grad_norm"] > 0
     if mask == "entropy":
