@@ -152,7 +152,12 @@ def parse_config(argv=None) -> Config:
         found = [cfg.resume] if os.path.isfile(os.path.join(cfg.resume, STATE)) else checkpoints(cfg.resume)
         if not found:
             parser.error(f"--resume {cfg.resume}: no checkpoint there (a checkpoint-STEP directory with {STATE})")
-        cfg.resume = found[-1]
+        cfg.resume, run = found[-1], run_of(found[-1])
+        cfg.out = cfg.out if "out" in given else run  # a resumed run writes where its run wrote, unless told
+        if why := other_run(cfg.out, torch.load(os.path.join(cfg.resume, STATE), weights_only=True, mmap=True),
+                            copy=not same_file(cfg.out, run)):
+            parser.error(f"--resume {cfg.resume}: {cfg.out} holds another run than {run}'s ({why}); nothing was "
+                         f"changed: choose another --out")
     elif not cfg.eval_only and checkpoints(cfg.out):
         parser.error(f"--out {cfg.out} holds checkpoints of an earlier run: --resume {cfg.out} continues it, or choose "
                      f"another --out")
@@ -166,6 +171,30 @@ def parse_config(argv=None) -> Config:
 
 def same_file(a: str, b: str) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
+
+
+def run_of(checkpoint: str) -> str:
+    """The directory of the run that saved a checkpoint: OUT, for OUT/checkpoint-STEP."""
+    return os.path.dirname(os.path.normpath(checkpoint)) or "."
+
+
+# What may change between the legs of one run (what is trained stays the same)
+LEG = ("steps", "eval_every", "save_every", "samples_every", "keep", "wandb", "out", "resume")
+
+
+def other_run(out: str, state: dict, copy: bool) -> str | None:
+    """Why OUT holds files of a run other than the one that saved the checkpoint (None where it does not): another
+    config, a metrics.jsonl without the checkpoint's step as that run logged it, or, for a copy, checkpoints."""
+    config, log = os.path.join(out, "grpo_config.json"), os.path.join(out, "metrics.jsonl")
+    saved = state["config"]
+    there = json.load(open(config)) if os.path.isfile(config) else saved
+    if k := next((k for k in saved if k not in LEG and there.get(k) != saved[k]), None):
+        return f"its grpo_config.json has --{k.replace('_', '-')} {there.get(k)}, the checkpoint's run {saved[k]}"
+    if os.path.isfile(log) and os.path.getsize(log) and state["logged"] + "\n" not in open(log).readlines():
+        return f"its metrics.jsonl does not hold step {state['step']} as the checkpoint's run logged it"
+    if copy and checkpoints(out):
+        return f"it holds checkpoints of its own, which --resume {out} would continue"
+    return None
 
 
 def settings(cfg: Config) -> str:
@@ -733,11 +762,12 @@ def whole_weights(policy) -> dict:
 
 
 def save_checkpoint(cfg: Config, step: int, policy, tokenizer, opt, generator_states: list, rank: int,
-                    eval_skipped: bool) -> None:
+                    eval_skipped: bool, logged: str) -> None:
     """OUT/checkpoint-STEP: weights in from_pretrained layout, tokenizer, and the trainer state (optimiser, step,
-    every rank's sampling RNG, whether a signal skipped this step's evaluation; the data position follows from the
-    step). All ranks gather, rank 0 writes to a temporary directory renamed into place (a crash or kill during the
-    save leaves the earlier checkpoints whole) and keeps the last K up to this step."""
+    every rank's sampling RNG, whether a signal skipped this step's evaluation, the step's line of metrics.jsonl, by
+    which a resume knows its run's logs; the data position follows from the step). All ranks gather, rank 0 writes
+    to a temporary directory renamed into place (a crash or kill during the save leaves the earlier checkpoints
+    whole) and keeps the last K up to this step."""
     weights, optimizer = whole_weights(policy), get_optimizer_state_dict(policy, opt, options=WHOLE)
     if rank != 0:
         return
@@ -748,7 +778,7 @@ def save_checkpoint(cfg: Config, step: int, policy, tokenizer, opt, generator_st
     tokenizer.save_pretrained(tmp)
     torch.save({"step": step, "questions_seen": step * cfg.prompts_per_step, "optimizer": optimizer,
                 "generators": generator_states, "torch_rng": torch.get_rng_state(), "config": asdict(cfg),
-                "eval_skipped": eval_skipped},
+                "eval_skipped": eval_skipped, "logged": logged},
                os.path.join(tmp, STATE))
     if os.path.isdir(path):  # this step was saved before, by the run this one resumed
         shutil.rmtree(path)
@@ -780,18 +810,19 @@ def load_trainer_state(path: str, policy, opt, generator, rank: int, world: int)
     return state["step"], state["eval_skipped"]
 
 
-def start_logs(out: str, resumed_at: int) -> dict | None:
+def start_logs(out: str, resumed_at: int, run: str | None) -> dict | None:
     """Rank 0's logs as a run starts. A new run moves an old OUT's logs to *.1, *.2... (so the curves are this run's);
-    a resumed one drops their lines after its checkpoint (it writes them again) and gets back its step-0 evaluation,
-    for the before/after table."""
+    one resumed from RUN's checkpoint writes RUN's lines up to it into OUT (RUN itself, or a copy), drops the later
+    ones (it writes them again) and gets back its step-0 evaluation, for the before/after table."""
     first = None
-    for path in (os.path.join(out, "metrics.jsonl"), os.path.join(out, "samples.jsonl")):
+    for name in ("metrics.jsonl", "samples.jsonl"):
+        path, source = os.path.join(out, name), os.path.join(run or out, name)
         if os.path.exists(path) and not resumed_at:
             n = next(n for n in range(1, 10**6) if not os.path.exists(f"{path}.{n}"))
             os.replace(path, f"{path}.{n}")
             print(f"{path} exists from an earlier run: moved to {path}.{n}")
-        elif os.path.exists(path):
-            records = [(json.loads(line), line) for line in open(path) if line.endswith("\n")]  # a kill may cut one
+        elif resumed_at and os.path.exists(source):
+            records = [(json.loads(line), line) for line in open(source) if line.endswith("\n")]  # a kill may cut one
             with open(path, "w") as f:
                 f.writelines(line for record, line in records if record["step"] <= resumed_at)
             first = first or next((r for r, _ in records if r["step"] == 0 and "eval/format" in r), None)
@@ -855,9 +886,11 @@ def train(cfg: Config) -> None:
     generator = torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + rank)  # each rank draws its own
     done, eval_skipped = (load_trainer_state(cfg.resume, policy, opt, generator, rank, world) if cfg.resume
                           else (0, False))
-    first = start_logs(cfg.out, done) if rank == 0 else None  # a resumed run's step-0 evaluation
+    run = cfg.resume and run_of(cfg.resume)
     if done and rank == 0:
-        print(f"resuming from {cfg.resume} after step {done}")
+        copy = "" if same_file(run, cfg.out) else f" in a copy of its run in {cfg.out}, its logs up to there copied"
+        print(f"resuming from {cfg.resume} after step {done}{copy}")
+    first = start_logs(cfg.out, done, run) if rank == 0 else None  # a resumed run's step-0 evaluation
     before = first if done else run_eval(0) if eval_rows else None
     after = run_eval(done) if eval_skipped and eval_rows else None  # the evaluation the signal skipped
     start = time.perf_counter()
@@ -882,7 +915,7 @@ def train(cfg: Config) -> None:
                 signalled = stop.on_any_rank()  # a signal during the evaluation stops the run too
             if cfg.save_every and step % cfg.save_every == 0 or signalled:  # last: a resumed run repeats nothing
                 save_checkpoint(cfg, step, policy, tokenizer, opt, generator_states(generator, world), rank,
-                                eval_skipped)
+                                eval_skipped, json.dumps({"step": step} | metrics))
             if signalled:
                 if rank == 0:
                     print(f"stopped by {signal.Signals(signalled).name} after step {step}, saved in "
