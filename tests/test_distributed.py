@@ -206,6 +206,36 @@ def test_a_resume_never_mixes_its_steps_into_a_run_of_the_same_config(model_dir,
     assert files(tmp_path / "b") == b and files(tmp_path / "out") == a
 
 
+def test_a_resume_takes_its_runs_settings_and_refuses_a_change_to_what_is_trained(model_dir, data, tmp_path,
+                                                                                   capsys):
+    """Issue 32: --resume OUT alone resumed under the default model's settings; a changed --G was taken silently."""
+    grpo.main(run_args(model_dir, data, tmp_path / "out", 2, "--lr", "1e-3"))
+    capsys.readouterr()
+    cfg = grpo.parse_config(["--resume", str(tmp_path / "out")])
+    assert cfg == grpo.Config(**json.load(open(tmp_path / "out" / "grpo_config.json")) | {"resume": cfg.resume})
+    assert (cfg.model, cfg.G, cfg.lr, cfg.out) == (model_dir, 4, 1e-3, str(tmp_path / "out"))
+    assert "with its run's settings\n" in capsys.readouterr().out
+    assert grpo.parse_config(run_args(model_dir, data, tmp_path / "out", 6, "--lr", "1e-3", "--eval-every", "3",
+                                      "--resume", str(tmp_path / "out"))).steps == 6  # the same flags, a longer leg
+    assert "this leg with --steps 6 (was 2), --eval-every 3 (was 0)" in capsys.readouterr().out
+    err = refused(["--resume", str(tmp_path / "out"), "--G", "2"], capsys)
+    assert err == (f"grpo.py: error: --G 2: the run in {tmp_path / 'out'} has 4, and a resume keeps its run's settings "
+                   f"but --steps, --eval-every, --save-every, --samples-every, --keep, --wandb, --out, --micro-batch, "
+                   f"--logprob-micro-batch, --gradient-checkpointing, --fsdp\n")
+
+
+def test_the_learning_rate_schedule_is_the_hand_computed_one_across_a_resume(model_dir, data, tmp_path):
+    """Warmup over 2 steps (lr/2, lr), then cosine over the other 2: (1 + cos(0)) / 2 and (1 + cos(pi / 2)) / 2.
+    The copy resumed from checkpoint-2 recomputes steps 3 and 4."""
+    grpo.main(run_args(model_dir, data, tmp_path / "out", 4, "--warmup-steps", "2", "--lr-schedule", "cosine"))
+    grpo.main(["--resume", str(tmp_path / "out" / "checkpoint-2"), "--out", str(tmp_path / "copy")])
+    for out in ("out", "copy"):
+        assert [m["lr"] for m in train_lines(tmp_path / out)] == pytest.approx([5e-3, 1e-2, 1e-2, 5e-3], rel=1e-12)
+    assert train_lines(tmp_path / "copy") == train_lines(tmp_path / "out")
+    constant = grpo.Config(lr=1.0, warmup_steps=4, steps=10)
+    assert [grpo.learning_rate(s, constant) for s in (1, 2, 4, 5, 10)] == [0.25, 0.5, 1.0, 1.0, 1.0]
+
+
 def test_a_save_killed_half_way_leaves_the_previous_checkpoint_whole(model_dir, data, tmp_path, monkeypatch):
     save, calls = torch.save, []
 
@@ -310,7 +340,7 @@ def test_fsdp_resume_continues_exactly(fsdp_runs, tmp_path):
     a, b = weights(fsdp_runs["fsdp"]), weights(fsdp_runs["resumed"])
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(SystemExit, match="saved by 2 ranks; resume it with as many"):  # one process, not two
-        grpo.main(["--resume", str(fsdp_runs["fsdp"] / "checkpoint-2"), "--out", str(tmp_path), "--eval-data", ""])
+        grpo.main(["--resume", str(fsdp_runs["fsdp"] / "checkpoint-2"), "--out", str(tmp_path), "--no-fsdp"])
 
 
 @pytest.mark.slow
@@ -330,4 +360,4 @@ def test_fsdp_without_torchrun_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.delenv("RANK", raising=False)
     with pytest.raises(SystemExit):
         grpo.parse_config(["--fsdp"])
-    assert "--fsdp shards the model over torchrun's ranks" in capsys.readouterr().err
+    assert "--fsdp: shards the model over torchrun's ranks" in capsys.readouterr().err
