@@ -17,6 +17,7 @@ import argparse
 import copy
 import importlib.util
 import json
+import math
 import os
 import re
 import shutil
@@ -71,6 +72,8 @@ class Config:
     out: str = flag("out", "metrics.jsonl, samples.jsonl, checkpoints and the final model go here")
     G: int = flag(16, "answers sampled per question, at least 2: A is relative to the group (R1-Zero: 16)", ">= 2")
     prompts_per_step: int = flag(32, "questions per optimiser step, over all ranks (R1-Zero: 32)", "> 0")
+    max_prompt_length: int = flag(1024, "longest prompt, in tokens of its template: a longer one is a bad row, "
+                                  "never cut", "> 0")
     max_new_tokens: int = flag(512, "completion budget per answer, in tokens", "> 0")
     template: str = flag("r1_zero", "r1_zero: the paper's plain prompt (base models); chat: the model's own chat "
                          "template, R1-Zero's instruction as the system message (instruct models)")
@@ -81,6 +84,9 @@ class Config:
     epsilon_high: float | None = flag(None, "upper clip range eps_high (DAPO's clip-higher); default: epsilon", ">= 0")
     mu: int = flag(1, "optimiser steps per batch of samples (DeepSeekMath's mu)", "> 0")
     lr: float = flag(3e-6, "AdamW learning rate (R1-Zero: 3e-6)", "> 0")
+    warmup_steps: int = flag(0, "raise the learning rate linearly to --lr over the first N steps", ">= 0")
+    lr_schedule: str = flag("constant", "constant (R1-Zero) or cosine: after the warmup, decay towards 0 at the last "
+                            "step")
     weight_decay: float = flag(0.0, "AdamW's decoupled weight decay", ">= 0")
     max_grad_norm: float = flag(1.0, "clip the global gradient norm to this", "> 0")
     micro_batch: int = flag(8, "completions per forward/backward pass of the loss", "> 0")
@@ -144,62 +150,159 @@ VALID = {"> 0": lambda v: v > 0, ">= 0": lambda v: v >= 0, ">= 2": lambda v: v >
          "in [0, 1)": lambda v: 0 <= v < 1}  # NaN is in no range
 
 
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line, `grpo.py: error: --flag VALUE: why`: the usage stays under --help."""
+        self.exit(2, f"grpo.py: error: {message}\n")
+
+
 def parse_config(argv=None) -> Config:
-    """Config from the command line: one flag per field; bad values name their flag."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog="Defaults marked 'shipped model' "
-                                     "replace the paper's when --model is the shipped model (the default).")
+    """Config from the command line: one flag per field; a bad value is one line naming its flag. A resumed run takes
+    its settings from its checkpoint; --eval-only of a run's output takes the run's template and generation ones."""
+    parser = Parser(description=__doc__.split("\n")[0], epilog="Defaults marked 'shipped model' replace the paper's "
+                    "when --model is the shipped model (the default).")
     choices = {"loss_agg": LOSS_AGG, "task": ("auto", *FIELDS), "scale_rewards": ("group", "batch", "none"),
                "template": ("r1_zero", "chat"), "importance_sampling": ("token", "sequence"),
-               "surrogate": ("clip", "cispo", "sapo"),
+               "surrogate": ("clip", "cispo", "sapo"), "lr_schedule": ("constant", "cosine"),
                "kl_estimator": tuple(KL_ESTIMATORS), "precision": ("auto", "fp32", "bf16"),
                "rollout_correction": ("auto", "none", *ROLLOUT_CORRECTIONS)}
     for f in fields(Config):
-        kind = {bool: dict(action=argparse.BooleanOptionalAction), float | None: dict(type=float),
-                str | None: dict(type=str)}.get(f.type, dict(type=f.type))
+        kind = dict(action=argparse.BooleanOptionalAction) if f.type is bool else {}
         default = f" (default: {f.default}" + (f"; shipped model: {PRESET[f.name]})" if f.name in PRESET else ")")
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=argparse.SUPPRESS, **kind,
-                            help=(f.metadata["help"] + default).replace("%", "%%"), choices=choices.get(f.name))
-    given = vars(parser.parse_args(argv))
-    preset = PRESET if same_file(given.get("model", Config.model), Config.model) else {}  # the shipped model's
-    cfg = Config(**preset | given)  # a flag given on the command line wins over the preset
-    if same_file(cfg.data, Config.data) and "eval_data" not in given:  # the shipped task comes with its test set
-        cfg.eval_data = os.path.join(DATA, "test.jsonl")
+        parser.add_argument(dashed(f.name), dest=f.name, default=argparse.SUPPRESS, **kind,
+                            help=(f.metadata["help"] + default).replace("%", "%%"))
+    # argparse reads "-1e-6" as a flag (its negative numbers have no exponent): join each negative number to its flag
+    args = []
+    for arg in sys.argv[1:] if argv is None else argv:
+        if args and re.fullmatch(r"-(\.?\d.*|inf|nan)", arg, re.IGNORECASE):
+            args[-1] += "=" + arg
+        else:
+            args.append(arg)
+    given = vars(parser.parse_args(args))  # values as text, read here so that a bad one is said as all others are
+    for f in (f for f in fields(Config) if f.name in given and f.type in (int, float, float | None)):
+        try:
+            given[f.name] = (int if f.type is int else float)(given[f.name])
+        except ValueError:
+            parser.error(f"{dashed(f.name)} {given[f.name]}: not {'an integer' if f.type is int else 'a number'}")
+    for name in (name for name in choices if name in given and given[name] not in choices[name]):
+        parser.error(f"{dashed(name)} {given[name]}: expected one of {', '.join(choices[name])}")
+    if given.get("resume"):
+        cfg = resumed(given, parser)
+    else:
+        preset = PRESET if same_file(given.get("model", Config.model), Config.model) else {}  # the shipped model's
+        run = run_settings(given["model"]) if given.get("eval_only") and "model" in given else {}
+        cfg = Config(**preset | run | given)  # a flag given on the command line wins over the preset and the run
+        if same_file(cfg.data, Config.data) and "eval_data" not in given:  # the shipped task comes with its test set
+            cfg.eval_data = os.path.join(DATA, "test.jsonl")
+        if run:
+            say(f"--eval-only --model {cfg.model}: its run's template and generation settings, but those given: "
+                + " ".join(f"{dashed(k)} {getattr(cfg, k)}" for k in run))
     for f in fields(Config):
         valid, value = f.metadata["valid"], getattr(cfg, f.name)
         if valid and value is not None and not VALID[valid](value):
-            parser.error(f"--{f.name.replace('_', '-')} must be {valid}, got {value}")
+            parser.error(f"{dashed(f.name)} {value}: must be {valid}")
     if cfg.overlong_buffer > cfg.max_new_tokens:
-        parser.error(f"--overlong-buffer ({cfg.overlong_buffer}) must not exceed --max-new-tokens "
+        parser.error(f"--overlong-buffer {cfg.overlong_buffer}: must not exceed --max-new-tokens "
                      f"({cfg.max_new_tokens})")
     if cfg.eval_only and not cfg.eval_data:
-        parser.error("--eval-only needs --eval-data")
+        parser.error("--eval-only: needs --eval-data")
     if cfg.wandb and importlib.util.find_spec("wandb") is None:
-        parser.error("--wandb needs the wandb package: pip install wandb")
-    if cfg.resume:
-        found = [cfg.resume] if os.path.isfile(os.path.join(cfg.resume, STATE)) else checkpoints(cfg.resume)
-        if not found:
-            parser.error(f"--resume {cfg.resume}: no checkpoint there (a checkpoint-STEP directory with {STATE})")
-        cfg.resume = found[-1]
-    elif not cfg.eval_only and checkpoints(cfg.out):
-        parser.error(f"--out {cfg.out} holds checkpoints of an earlier run: --resume {cfg.out} continues it, or choose "
-                     f"another --out")
+        parser.error(f"--wandb {cfg.wandb}: needs the wandb package: pip install wandb")
+    if not cfg.resume and not cfg.eval_only and checkpoints(cfg.out):
+        parser.error(f"--out {cfg.out}: holds checkpoints of an earlier run: --resume {cfg.out} continues it, or "
+                     f"choose another --out")
     if cfg.fsdp and "RANK" not in os.environ:
-        parser.error("--fsdp shards the model over torchrun's ranks: run under torchrun (--nproc_per_node=1 for one)")
+        parser.error("--fsdp: shards the model over torchrun's ranks, so it runs under torchrun (--nproc_per_node=1 "
+                     "for one GPU)")
     world = int(os.environ.get("WORLD_SIZE", 1))
     if cfg.prompts_per_step % world:
-        parser.error(f"--prompts-per-step ({cfg.prompts_per_step}) must be a multiple of the {world} ranks")
+        parser.error(f"--prompts-per-step {cfg.prompts_per_step}: must be a multiple of the {world} ranks")
     return cfg
+
+
+def dashed(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def say(text: str) -> None:
+    """Print once: on rank 0 (under torchrun, before the process group exists, the rank is in the environment)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(text)
 
 
 def same_file(a: str, b: str) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
+def run_of(checkpoint: str) -> str:
+    """The directory of the run that saved a checkpoint: OUT, for OUT/checkpoint-STEP."""
+    return os.path.dirname(os.path.normpath(checkpoint)) or "."
+
+
+# What may change between the legs of one run: how long it goes, when and where it evaluates, logs and saves, and how
+# its steps are cut and spread over the hardware (the same updates, to float rounding). What is trained stays.
+LEG = ("steps", "eval_every", "save_every", "samples_every", "keep", "wandb", "out", "micro_batch",
+       "logprob_micro_batch", "gradient_checkpointing", "fsdp", "resume")
+
+
+def other_run(out: str, state: dict, copy: bool) -> str | None:
+    """Why OUT holds files of a run other than the one that saved the checkpoint (None where it does not): another
+    config, a metrics.jsonl without the checkpoint's step as that run logged it, or, for a copy, checkpoints."""
+    config, log = os.path.join(out, "grpo_config.json"), os.path.join(out, "metrics.jsonl")
+    saved = state["config"]
+    there = json.load(open(config)) if os.path.isfile(config) else saved
+    if k := next((k for k in saved if k not in LEG and there.get(k) != saved[k]), None):
+        return f"its grpo_config.json has {dashed(k)} {there.get(k)}, the checkpoint's run {saved[k]}"
+    logged = state.get("logged")  # None in a checkpoint saved before it was kept: then the log goes unchecked
+    if logged and os.path.isfile(log) and os.path.getsize(log) and logged + "\n" not in open(log).readlines():
+        return f"its metrics.jsonl does not hold step {state['step']} as the checkpoint's run logged it"
+    if copy and checkpoints(out):
+        return f"it holds checkpoints of its own, which --resume {out} would continue"
+    return None
+
+
+def resumed(given: dict, parser) -> Config:
+    """A resumed run's Config: every setting its checkpoint saved, with those a leg may change (LEG) as given, said;
+    any other flag given with another value is refused. It writes in its run's directory, unless --out says where to
+    start a copy."""
+    path = given.pop("resume")
+    found = [path] if os.path.isfile(os.path.join(path, STATE)) else checkpoints(path)
+    if not found:
+        parser.error(f"--resume {path}: no checkpoint there (a checkpoint-STEP directory with {STATE})")
+    state = torch.load(os.path.join(found[-1], STATE), weights_only=True, mmap=True)
+    saved, run = asdict(Config()) | state["config"], run_of(found[-1])
+    if changed := [name for name in given if name not in LEG and given[name] != saved[name]]:
+        name = changed[0]
+        parser.error(f"{dashed(name)} {given[name]}: the run in {run} has {saved[name]}, and a resume keeps its run's "
+                     f"settings but {', '.join(dashed(k) for k in LEG if k != 'resume')}")
+    cfg = Config(**saved | given | {"resume": found[-1], "out": given.get("out", run)})  # the run's own directory
+    if why := other_run(cfg.out, state, copy=not same_file(cfg.out, run)):
+        parser.error(f"--resume {cfg.resume}: {cfg.out} holds another run than {run}'s ({why}); nothing was "
+                     f"changed: choose another --out")
+    leg = [f"{dashed(name)} {given[name]} (was {saved[name]})" for name in LEG
+           if given.get(name, saved[name]) != saved[name]]
+    say(f"resuming {cfg.resume} with its run's settings" + (", this leg with " + ", ".join(leg) if leg else ""))
+    return cfg
+
+
+# What --eval-only --model OUT takes from the run that wrote OUT, unless given
+EVAL_SETTINGS = ("template", "max_prompt_length", "max_new_tokens", "eval_k", "eval_temperature", "eval_top_p", "seed")
+
+
+def run_settings(model: str) -> dict:
+    """The template and generation settings recorded by the run that wrote a model directory: a run's OUT (its
+    grpo_config.json) or checkpoint (its trainer state); none for any other model."""
+    state, config = os.path.join(model, STATE), os.path.join(model, "grpo_config.json")
+    saved = (torch.load(state, weights_only=True, mmap=True)["config"] if os.path.isfile(state)
+             else json.load(open(config)) if os.path.isfile(config) else {})
+    return {k: saved[k] for k in EVAL_SETTINGS if k in saved}
+
+
 def settings(cfg: Config) -> str:
     """The settings in effect, said at start: the preset, if any, and every value that is not the paper's default."""
     preset = "the shipped model's preset" if same_file(cfg.model, Config.model) else "no preset"
-    changed = [f"--{f.name.replace('_', '-')} {os.path.relpath(v) if str(v).startswith(DATA) else v}"
-               for f in fields(Config) if (v := getattr(cfg, f.name)) != f.default or f.name in ("model", "data")]
+    changed = [f"{dashed(f.name)} {os.path.relpath(v) if str(v).startswith(DATA) else v}" for f in fields(Config)
+               if (v := getattr(cfg, f.name)) != f.default or f.name in ("model", "data", "max_prompt_length")]
     return f"settings ({preset}; the rest are the paper's defaults, see --help): " + " ".join(changed)
 
 
@@ -210,9 +313,11 @@ class DataError(ValueError):
     """A dataset problem, reported as FILE:LINE: what is wrong."""
 
 
-def load_rows(path: str, task: str = "auto", skip_bad_rows: bool = False) -> tuple[list[dict], list[tuple]]:
+def load_rows(path: str, task: str = "auto", skip_bad_rows: bool = False, prompt_length=None,
+              max_prompt_length: int = 0) -> tuple[list[dict], list[tuple]]:
     """The rows of a JSONL file, each checked and put in the fields its reward reads (rewards.to_row), and the bad
-    ones as (line, what is wrong). A bad row stops the run, saying how many there are, unless skip_bad_rows."""
+    ones as (line, what is wrong). A bad row stops the run, saying how many there are, unless skip_bad_rows. Given
+    prompt_length (a prompt's tokens in the template), a prompt longer than max_prompt_length is a bad row."""
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file")
     rows, bad = [], []
@@ -220,7 +325,11 @@ def load_rows(path: str, task: str = "auto", skip_bad_rows: bool = False) -> tup
         for n, line in enumerate(f, 1):
             try:
                 if line.strip():
-                    rows.append(to_row(json_row(line), task))
+                    row = to_row(json_row(line), task)
+                    if prompt_length and (tokens := prompt_length(row["prompt"])) > max_prompt_length:
+                        raise ValueError(f"the prompt is {tokens} tokens, more than --max-prompt-length "
+                                         f"{max_prompt_length}")
+                    rows.append(row)
             except ValueError as e:
                 bad.append((n, str(e)))
     if bad and not skip_bad_rows:
@@ -248,9 +357,11 @@ def json_row(line: bytes) -> dict:
     return row
 
 
-def read_data(path: str, cfg, rank: int) -> list[dict]:
-    """load_rows, with what the run should know said once: bad rows left out, answers compared only as text."""
-    rows, bad = load_rows(path, cfg.task, cfg.skip_bad_rows)
+def read_data(path: str, cfg, rank: int, tokenizer) -> list[dict]:
+    """load_rows, prompts measured in the template's tokens, with what the run should know said once: bad rows left
+    out, answers compared only as text."""
+    rows, bad = load_rows(path, cfg.task, cfg.skip_bad_rows, lambda p: len(prompt_ids(tokenizer, p, cfg.template)),
+                          cfg.max_prompt_length)
     text_only = cfg.math_verify and importlib.util.find_spec("math_verify") is None
     if rank == 0 and bad:
         print(f"--skip-bad-rows: left out {len(bad)} of {len(rows) + len(bad)} rows of {path} {bad_lines(bad)}; the "
@@ -894,11 +1005,12 @@ def whole_weights(policy) -> dict:
 
 
 def save_checkpoint(cfg: Config, step: int, policy, tokenizer, opt, generator_states: list, rank: int,
-                    eval_skipped: bool) -> None:
+                    eval_skipped: bool, logged: str) -> None:
     """OUT/checkpoint-STEP: weights in from_pretrained layout, tokenizer, and the trainer state (optimiser, step,
-    every rank's sampling RNG, whether a signal skipped this step's evaluation; the data position follows from the
-    step). All ranks gather, rank 0 writes to a temporary directory renamed into place (a crash or kill during the
-    save leaves the earlier checkpoints whole) and keeps the last K up to this step."""
+    every rank's sampling RNG, whether a signal skipped this step's evaluation, the step's line of metrics.jsonl, by
+    which a resume knows its run's logs; the data position follows from the step). All ranks gather, rank 0 writes
+    to a temporary directory renamed into place (a crash or kill during the save leaves the earlier checkpoints
+    whole) and keeps the last K up to this step."""
     weights, optimizer = whole_weights(policy), get_optimizer_state_dict(policy, opt, options=WHOLE)
     if rank != 0:
         return
@@ -909,7 +1021,7 @@ def save_checkpoint(cfg: Config, step: int, policy, tokenizer, opt, generator_st
     tokenizer.save_pretrained(tmp)
     torch.save({"step": step, "questions_seen": step * cfg.prompts_per_step, "optimizer": optimizer,
                 "generators": generator_states, "torch_rng": torch.get_rng_state(), "config": asdict(cfg),
-                "eval_skipped": eval_skipped},
+                "eval_skipped": eval_skipped, "logged": logged},
                os.path.join(tmp, STATE))
     if os.path.isdir(path):  # this step was saved before, by the run this one resumed
         shutil.rmtree(path)
@@ -941,18 +1053,19 @@ def load_trainer_state(path: str, policy, opt, generator, rank: int, world: int)
     return state["step"], state["eval_skipped"]
 
 
-def start_logs(out: str, resumed_at: int) -> dict | None:
+def start_logs(out: str, resumed_at: int, run: str | None) -> dict | None:
     """Rank 0's logs as a run starts. A new run moves an old OUT's logs to *.1, *.2... (so the curves are this run's);
-    a resumed one drops their lines after its checkpoint (it writes them again) and gets back its step-0 evaluation,
-    for the before/after table."""
+    one resumed from RUN's checkpoint writes RUN's lines up to it into OUT (RUN itself, or a copy), drops the later
+    ones (it writes them again) and gets back its step-0 evaluation, for the before/after table."""
     first = None
-    for path in (os.path.join(out, "metrics.jsonl"), os.path.join(out, "samples.jsonl")):
+    for name in ("metrics.jsonl", "samples.jsonl"):
+        path, source = os.path.join(out, name), os.path.join(run or out, name)
         if os.path.exists(path) and not resumed_at:
             n = next(n for n in range(1, 10**6) if not os.path.exists(f"{path}.{n}"))
             os.replace(path, f"{path}.{n}")
             print(f"{path} exists from an earlier run: moved to {path}.{n}")
-        elif os.path.exists(path):
-            records = [(json.loads(line), line) for line in open(path) if line.endswith("\n")]  # a kill may cut one
+        elif resumed_at and os.path.exists(source):
+            records = [(json.loads(line), line) for line in open(source) if line.endswith("\n")]  # a kill may cut one
             with open(path, "w") as f:
                 f.writelines(line for record, line in records if record["step"] <= resumed_at)
             first = first or next((r for r, _ in records if r["step"] == 0 and "eval/format" in r), None)
@@ -962,6 +1075,17 @@ def start_logs(out: str, resumed_at: int) -> dict | None:
 def append_jsonl(path: str, records: list[dict]) -> None:
     with open(path, "a") as f:
         f.writelines(json.dumps(r) + "\n" for r in records)
+
+
+def learning_rate(step: int, cfg: Config) -> float:
+    """The learning rate of step 1, 2, ...: lr * step / N over the first N = --warmup-steps, then lr, or with cosine
+    lr (1 + cos(pi t / T)) / 2 at the t-th step after the warmup (t from 0), T = steps - N (PyTorch's
+    CosineAnnealingLR). A function of the step alone, so that a resumed run continues it exactly."""
+    if step <= cfg.warmup_steps:
+        return cfg.lr * step / cfg.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    return cfg.lr * (1 + math.cos(math.pi * (step - 1 - cfg.warmup_steps) / (cfg.steps - cfg.warmup_steps))) / 2
 
 
 def train(cfg: Config) -> None:
@@ -975,16 +1099,16 @@ def train(cfg: Config) -> None:
     torch.manual_seed(cfg.seed)
     if rank == 0:
         print(settings(cfg))
-    rows = None if cfg.eval_only else read_data(cfg.data, cfg, rank)
-    eval_rows = read_data(cfg.eval_data, cfg, rank) if cfg.eval_data else None
+    tokenizer = pretrained(AutoTokenizer, cfg.model, "--model")  # before the data: prompts are measured in tokens
+    if cfg.template == "chat" and not tokenizer.chat_template:
+        raise SystemExit(f"grpo.py: error: --template chat: {cfg.model} has no chat template; use --template r1_zero")
+    rows = None if cfg.eval_only else read_data(cfg.data, cfg, rank, tokenizer)
+    eval_rows = read_data(cfg.eval_data, cfg, rank, tokenizer) if cfg.eval_data else None
     if any(row["task"] == "code" for row in (rows or []) + (eval_rows or [])):
         require_layers(cfg.allow_weak_sandbox)  # fail closed, before any step, where a sandbox layer is missing
     if rank == 0 and rows is not None and cfg.prompts_per_step > len(rows):
         print(f"note: --prompts-per-step {cfg.prompts_per_step} is more than the {len(rows)} rows of {cfg.data}: "
               f"each step repeats questions")
-    tokenizer = pretrained(AutoTokenizer, cfg.model, "--model")
-    if cfg.template == "chat" and not tokenizer.chat_template:
-        raise SystemExit(f"grpo.py: error: --template chat: {cfg.model} has no chat template; use --template r1_zero")
     policy, sampler, ref = load_models(cfg, device)
     os.makedirs(cfg.out, exist_ok=True)
     metrics_file = os.path.join(cfg.out, "eval.jsonl" if cfg.eval_only else "metrics.jsonl")  # eval-only appends
@@ -1014,9 +1138,11 @@ def train(cfg: Config) -> None:
     generator = torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + rank)  # each rank draws its own
     done, eval_skipped = (load_trainer_state(cfg.resume, policy, opt, generator, rank, world) if cfg.resume
                           else (0, False))
-    first = start_logs(cfg.out, done) if rank == 0 else None  # a resumed run's step-0 evaluation
+    run = cfg.resume and run_of(cfg.resume)
     if done and rank == 0:
-        print(f"resuming from {cfg.resume} after step {done}")
+        copy = "" if same_file(run, cfg.out) else f" in a copy of its run in {cfg.out}, its logs up to there copied"
+        print(f"resuming from {cfg.resume} after step {done}{copy}")
+    first = start_logs(cfg.out, done, run) if rank == 0 else None  # a resumed run's step-0 evaluation
     before = first if done else run_eval(0) if eval_rows else None
     after = run_eval(done) if eval_skipped and eval_rows else None  # the evaluation the signal skipped
     start = time.perf_counter()
@@ -1025,6 +1151,8 @@ def train(cfg: Config) -> None:
     with StopSignals() as stop:
         for step in bar:
             step_rows = rows_for_step(rows, step - 1, cfg.prompts_per_step, cfg.seed, rank, world)
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(step, cfg)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             metrics, examples = grpo_step(model, ref, sampler, tokenizer, opt, step_rows, cfg, generator)
@@ -1040,7 +1168,7 @@ def train(cfg: Config) -> None:
                 signalled = stop.on_any_rank()  # a signal during the evaluation stops the run too
             if cfg.save_every and step % cfg.save_every == 0 or signalled:  # last: a resumed run repeats nothing
                 save_checkpoint(cfg, step, policy, tokenizer, opt, generator_states(generator, world), rank,
-                                eval_skipped)
+                                eval_skipped, json.dumps({"step": step} | metrics))
             if signalled:
                 if rank == 0:
                     print(f"stopped by {signal.Signals(signalled).name} after step {step}, saved in "

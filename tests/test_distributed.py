@@ -63,9 +63,10 @@ def test_an_error_on_one_rank_stops_the_whole_job_with_the_error_shown(model_dir
 
 
 def run_args(model_dir, data, out, steps, *extra):
-    return ["--model", model_dir, "--data", data, "--out", str(out), "--steps", str(steps), "--G", "4",
-            "--prompts-per-step", "2", "--max-new-tokens", "8", "--micro-batch", "3", "--mu", "2", "--lr", "1e-2",
-            "--beta", "0.04", "--save-every", "2", *extra]
+    """The flags of a short run; out None: no --out."""
+    return ["--model", model_dir, "--data", data, *(["--out", str(out)] if out else []), "--steps", str(steps),
+            "--G", "4", "--prompts-per-step", "2", "--max-new-tokens", "8", "--micro-batch", "3", "--mu", "2",
+            "--lr", "1e-2", "--beta", "0.04", "--save-every", "2", *extra]
 
 
 def train_lines(out) -> list[dict]:
@@ -151,6 +152,89 @@ def test_a_new_run_into_an_out_with_checkpoints_is_refused_and_eval_only_reports
     assert "holds checkpoints of an earlier run: --resume" in capsys.readouterr().err
     grpo.main(run_args(model_dir, data, tmp_path / "out", 4, "--resume", str(tmp_path / "out")))
     assert grpo.trained_steps(str(tmp_path / "out")) == 4
+
+
+def files(out) -> dict:
+    """Every file under a directory, by path, with its bytes."""
+    return {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def refused(argv, capsys) -> str:
+    with pytest.raises(SystemExit):
+        grpo.parse_config(argv)
+    return capsys.readouterr().err
+
+
+def test_a_resume_continues_its_own_run_and_refuses_another_runs_config(model_dir, data, tmp_path, monkeypatch,
+                                                                        capsys):
+    """Issue 34, as found: a finished run in the default out/, then --resume of another run's checkpoint with no
+    --out, which cut out/'s logs to the checkpoint's step and wrote over its config."""
+    monkeypatch.chdir(tmp_path)
+    grpo.main(run_args(model_dir, data, "out", 4, "--lr", "1e-3"))  # run A, in the default out/
+    a = files(tmp_path / "out")
+    grpo.main(run_args(model_dir, data, "b", 2))  # run B: another --lr
+    grpo.main(run_args(model_dir, data, None, 4, "--resume", "b/checkpoint-2"))
+    assert [m["step"] for m in train_lines(tmp_path / "b")] == [1, 2, 3, 4] and os.path.isdir("b/checkpoint-4")
+    assert files(tmp_path / "out") == a
+    err = refused(run_args(model_dir, data, "out", 4, "--resume", "b"), capsys)  # --out names A's directory
+    assert "--resume b/checkpoint-4: out holds another run than b's (its grpo_config.json has --lr 0.001, " in err
+    os.mkdir("crashed")  # a run that stopped before its first step: only its config
+    shutil.copy("out/grpo_config.json", "crashed")
+    assert "has --lr 0.001" in refused(run_args(model_dir, data, "crashed", 4, "--resume", "b"), capsys)
+    assert files(tmp_path / "out") == a
+
+
+def test_a_resume_never_mixes_its_steps_into_a_run_of_the_same_config(model_dir, data, tmp_path, monkeypatch,
+                                                                       capsys):
+    """Issue 34, the cleaner repeat: two runs of the same flags, and a resume that left out/ with steps 0-4 of one and
+    5-6 of the other. Only the checkpoint knows its run's logs: its step as that run logged it."""
+    monkeypatch.chdir(tmp_path)
+    grpo.main(run_args(model_dir, data, None, 6))  # run A, in the default out/
+    a = files(tmp_path / "out")
+    grpo.main(run_args(model_dir, data, "b", 4))  # run B, the same flags
+    grpo.main(run_args(model_dir, data, None, 6, "--resume", "b/checkpoint-4"))
+    assert [m["step"] for m in train_lines(tmp_path / "b")] == [1, 2, 3, 4, 5, 6] and files(tmp_path / "out") == a
+    err = refused(run_args(model_dir, data, "out", 6, "--resume", "b/checkpoint-4"), capsys)
+    assert "out holds another run than b's (its metrics.jsonl does not hold step 4 as the checkpoint's run" in err
+    os.makedirs("saved")
+    shutil.copytree("out/checkpoint-6", "saved/checkpoint-6")  # A's checkpoint alone: a copy would overwrite it
+    assert "it holds checkpoints of its own, which --resume saved" in refused(
+        run_args(model_dir, data, "saved", 6, "--resume", "b/checkpoint-4"), capsys)
+    b = files(tmp_path / "b")
+    grpo.main(run_args(model_dir, data, "copy", 6, "--resume", "b/checkpoint-4"))  # --out elsewhere: a copy
+    assert "resuming from b/checkpoint-4 after step 4 in a copy of its run in copy" in capsys.readouterr().out
+    assert train_lines(tmp_path / "copy") == train_lines(tmp_path / "b")  # B's steps 1-4, then the same 5 and 6
+    assert files(tmp_path / "b") == b and files(tmp_path / "out") == a
+
+
+def test_a_resume_takes_its_runs_settings_and_refuses_a_change_to_what_is_trained(model_dir, data, tmp_path,
+                                                                                   capsys):
+    """Issue 32: --resume OUT alone resumed under the default model's settings; a changed --G was taken silently."""
+    grpo.main(run_args(model_dir, data, tmp_path / "out", 2, "--lr", "1e-3"))
+    capsys.readouterr()
+    cfg = grpo.parse_config(["--resume", str(tmp_path / "out")])
+    assert cfg == grpo.Config(**json.load(open(tmp_path / "out" / "grpo_config.json")) | {"resume": cfg.resume})
+    assert (cfg.model, cfg.G, cfg.lr, cfg.out) == (model_dir, 4, 1e-3, str(tmp_path / "out"))
+    assert "with its run's settings\n" in capsys.readouterr().out
+    assert grpo.parse_config(run_args(model_dir, data, tmp_path / "out", 6, "--lr", "1e-3", "--eval-every", "3",
+                                      "--resume", str(tmp_path / "out"))).steps == 6  # the same flags, a longer leg
+    assert "this leg with --steps 6 (was 2), --eval-every 3 (was 0)" in capsys.readouterr().out
+    err = refused(["--resume", str(tmp_path / "out"), "--G", "2"], capsys)
+    assert err == (f"grpo.py: error: --G 2: the run in {tmp_path / 'out'} has 4, and a resume keeps its run's settings "
+                   f"but --steps, --eval-every, --save-every, --samples-every, --keep, --wandb, --out, --micro-batch, "
+                   f"--logprob-micro-batch, --gradient-checkpointing, --fsdp\n")
+
+
+def test_the_learning_rate_schedule_is_the_hand_computed_one_across_a_resume(model_dir, data, tmp_path):
+    """Warmup over 2 steps (lr/2, lr), then cosine over the other 2: (1 + cos(0)) / 2 and (1 + cos(pi / 2)) / 2.
+    The copy resumed from checkpoint-2 recomputes steps 3 and 4."""
+    grpo.main(run_args(model_dir, data, tmp_path / "out", 4, "--warmup-steps", "2", "--lr-schedule", "cosine"))
+    grpo.main(["--resume", str(tmp_path / "out" / "checkpoint-2"), "--out", str(tmp_path / "copy")])
+    for out in ("out", "copy"):
+        assert [m["lr"] for m in train_lines(tmp_path / out)] == pytest.approx([5e-3, 1e-2, 1e-2, 5e-3], rel=1e-12)
+    assert train_lines(tmp_path / "copy") == train_lines(tmp_path / "out")
+    constant = grpo.Config(lr=1.0, warmup_steps=4, steps=10)
+    assert [grpo.learning_rate(s, constant) for s in (1, 2, 4, 5, 10)] == [0.25, 0.5, 1.0, 1.0, 1.0]
 
 
 def test_a_save_killed_half_way_leaves_the_previous_checkpoint_whole(model_dir, data, tmp_path, monkeypatch):
@@ -277,7 +361,7 @@ def test_fsdp_resume_continues_exactly(fsdp_runs, tmp_path):
     a, b = weights(fsdp_runs["fsdp"]), weights(fsdp_runs["resumed"])
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(SystemExit, match="saved by 2 ranks; resume it with as many"):  # one process, not two
-        grpo.main(["--resume", str(fsdp_runs["fsdp"] / "checkpoint-2"), "--out", str(tmp_path), "--eval-data", ""])
+        grpo.main(["--resume", str(fsdp_runs["fsdp"] / "checkpoint-2"), "--out", str(tmp_path), "--no-fsdp"])
 
 
 @pytest.mark.slow
@@ -297,4 +381,4 @@ def test_fsdp_without_torchrun_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.delenv("RANK", raising=False)
     with pytest.raises(SystemExit):
         grpo.parse_config(["--fsdp"])
-    assert "--fsdp shards the model over torchrun's ranks" in capsys.readouterr().err
+    assert "--fsdp: shards the model over torchrun's ranks" in capsys.readouterr().err

