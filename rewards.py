@@ -5,6 +5,7 @@ task: math (the final answer), code (the program against the row's tests, in san
 (an expression that hits a target). Nothing here imports torch: a reward can be tested or reused on its own.
 """
 import ast
+import builtins
 import functools
 import json
 import logging
@@ -366,9 +367,14 @@ def split(node: ast.expr, calls: list) -> None:
 
 
 def program_value(node: ast.expr) -> bool:
-    """A name the program defines (any name but SAFE's), or a call, attribute or item taken from one."""
+    """A name the program defines (any name but SAFE's), or a call, attribute or item taken from one. A builtin the
+    evaluator does not provide (`type(f(0))`, `reversed(f(1))`) is none: its value is no literal, so the test could
+    never pass; it is refused when the data loads."""
     while isinstance(node, (ast.Call, ast.Attribute, ast.Subscript)):
         node = node.func if isinstance(node, ast.Call) else node.value
+    if isinstance(node, ast.Name) and node.id not in SAFE and hasattr(builtins, node.id):
+        raise ValueError(f"{node.id} is a builtin the evaluator does not provide, and its value is no literal: the "
+                         f"test could never pass (it provides {', '.join(SAFE)})")
     return isinstance(node, ast.Name) and node.id not in SAFE
 
 
@@ -475,9 +481,9 @@ def code_reward(completion: str, tests: list[str], timeout: float = 4.0, memory_
     if not program:
         return 0.0
     checks = [parse_test(t) for t in tests]
-    sources = list(dict.fromkeys(s for _, calls in checks for s in calls.values()))  # each evaluated once
-    values = dict(zip(sources, run_sandboxed(program, sources, timeout, memory_mb)))
-    return sum(passes(claim, {node: values[s] for node, s in calls.items()}) for claim, calls in checks) / len(tests)
+    sources = [s for _, calls in checks for s in calls.values()]  # each occurrence, in order, as the asserts run
+    values = iter(run_sandboxed(program, sources, timeout, memory_mb))
+    return sum(passes(claim, {node: next(values) for node in calls}) for claim, calls in checks) / len(tests)
 
 
 # The accuracy reward of each task, by the name in a row's "task" field; your own goes here too (README, "Your own

@@ -230,11 +230,13 @@ def run_child(program: str, expressions: list[str], timeout: float, memory_mb: i
 
 
 def read_report(path: str, lines: int) -> list[bytes]:
-    """Its first `lines` complete lines, VALUE_BYTES + 1 bytes a line at most (a flood is neither read nor parsed),
-    if it is a regular file, not a link, FIFO or device the program put there."""
+    """Its first `lines` complete lines, if it is a regular file, not a link, FIFO or device the program put there;
+    VALUE_BYTES + 1 bytes a line at most are read (a flood is neither read nor parsed), and a line over VALUE_BYTES,
+    which only a program that wrote the report itself makes, is emptied before anything parses it."""
     with open(path, "rb", opener=lambda name, _: os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)) as f:
         regular = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
-        return f.read(lines * (VALUE_BYTES + 1)).split(b"\n", lines)[:-1] if regular else []
+        read = f.read(lines * (VALUE_BYTES + 1)).split(b"\n", lines)[:-1] if regular else []
+    return [line if len(line) <= VALUE_BYTES else b"" for line in read]
 
 
 def literal(line: bytes):
@@ -242,7 +244,7 @@ def literal(line: bytes):
     import ast
     try:
         return ast.literal_eval(compile(line.decode(), "<report>", "eval", ast.PyCF_ONLY_AST))
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):  # a bad UTF-8 byte is a ValueError
+    except Exception:  # a bad UTF-8 byte, 1e400+1j (OverflowError), deep nesting: this value is lost, nothing else
         return NOT_RUN
 
 

@@ -583,3 +583,32 @@ def test_the_seccomp_program_refuses_a_jump_past_8_bits(tmp_path):
             "except AssertionError as e:\n    print(e)\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert "a BPF jump is 8 bits" in done.stdout, done.stderr
+
+
+def test_a_value_that_fails_to_read_costs_that_value_only():
+    """1e400+1j overflows when ast.literal_eval builds it: that value is lost, the other tests still count."""
+    big = "class Big:\n    def __repr__(self):\n        return '1' + '0' * 400 + '+1j'\n"
+    assert run(big + "def add(a, b):\n    return Big() if a == 1 else a + b\n") == pytest.approx(2 / 3)
+
+
+def test_the_trainer_drops_a_report_line_over_the_cap_before_parsing_it(tmp_path):
+    """The child's writer caps each value; a program that writes the report itself does not: the reader does too."""
+    from sandbox import read_report
+    (tmp_path / "report").write_bytes(b"[]\n" + b"[" + b"0," * VALUE_BYTES + b"0]\n1\n")
+    assert read_report(str(tmp_path / "report"), 3) == [b"[]", b"", b"1"]
+    colliding = "{" + ", ".join(str((2**61 - 1) * i) for i in range(1, 60000)) + "}"  # 1.2 MB, every hash 0
+    forged = f"import os\nopen('report', 'w').write('[]\\n' + {colliding!r} + '\\n')\nos._exit(0)\n"
+    many = [f"assert add({i}, 0) == {i}" for i in range(40)]  # 40 lines may be read: over 1 MiB in all
+    assert run("def add(a, b):\n    return None\n" + forged, many) == 0.0
+
+
+@pytest.mark.parametrize("test", ["assert type(add(1, 2)) == int", "assert list(reversed(add([1], [2]))) == [2, 1]",
+                                  "assert print(add(1, 2)) is None"])
+def test_a_builtin_the_evaluator_does_not_provide_is_refused_at_load(test):
+    with pytest.raises(ValueError, match="builtin the evaluator does not provide"):
+        parse_test(test)
+
+
+def test_an_expression_used_twice_is_evaluated_each_time_in_order():
+    counter = "n = 0\ndef tick():\n    global n\n    n += 1\n    return n\n"
+    assert run(counter, ["assert tick() == 1", "assert tick() == 2", "assert tick() + tick() == 7"]) == 1.0
