@@ -80,13 +80,15 @@ def extract_answer(completion: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------------- math
-BRACES = re.compile(r"[{}]")
+BRACES = re.compile(r"\\?[{}]")  # a brace, or an escaped one (`\{1, 2\}`, a set), which nests nothing
 
 
 def closing_brace(text: str, i: int) -> int:
     """The index of the `}` closing the `{` just before text[i]; -1 if it is never closed."""
     depth = 1
     for brace in BRACES.finditer(text, i):
+        if len(brace.group()) == 2:
+            continue
         depth += 1 if brace.group() == "{" else -1
         if depth == 0:
             return brace.start()
@@ -130,18 +132,18 @@ NOT_A_UNIT = {"or", "and", "to", "plus", "minus", "times", "half", "quarter", "t
 
 def plain(text: str) -> str:
     r"""The answer without LaTeX and currency dressing: `12\frac{3}{5}` -> `12 3/5`, `2.5 \times 10^{3}` -> `2.5e3`,
-    `9 (apples)` -> `9 apples`, `70{,}000` -> `70,000`; no `$`, `%` (`50%` is 50, GSM8K's convention), degrees, or
+    `5 (times)` -> `5`, `70{,}000` -> `70,000`; no `$`, `%` (`50%` is 50, GSM8K's convention), degrees, or
     one pair of enclosing parentheses (`(5)` is 5, `2(3)` unreadable). Whitespace runs become one space first, so
     that no pattern here scans a run more than once."""
     text = re.sub(r"\s+", " ", unbox(text)).replace("\u2212", "-").replace("{,}", ",")
-    text = re.sub(r"(\d) ?(?=\\[dt]?frac)", r"\1 ", text)  # a mixed number: 12\frac{3}{5} is 12 + 3/5
-    text = re.sub(r"\\[dt]?frac ?(\d) ?(\d)", r"\1/\2", text)  # \frac12, \frac 35
-    text = re.sub(r"\\[dt]?frac ?\{([^{}]*)\}\{([^{}]*)\}", r"\1/\2", text)
+    text = re.sub(r"(\d) ?(?=\\[dtc]?frac)", r"\1 ", text)  # a mixed number: 12\frac{3}{5} is 12 + 3/5
+    text = re.sub(r"\\[dtc]?frac ?(\d) ?(\d)", r"\1/\2", text)  # \frac12, \frac 35
+    text = re.sub(r"\\[dtc]?frac ?\{([^{}]*)\}\{([^{}]*)\}", r"\1/\2", text)
     text = re.sub(r" ?(?:\\times|\\cdot|×) ?10\^\{?([-+]?\d+)\}?", r"e\1", text)
-    text = re.sub(r"\\(?:text|mathrm|mbox)\{([^{}]*)\}", r" \1", text)
+    text = re.sub(r"\\(?:text(?:bf|normal)?|mathrm|mbox)\{([^{}]*)\}", r" \1", text)
     text = re.sub(r"\^\{?\\circ\}?|°", " ", text)
     text = re.sub(r"\s+", " ", re.sub(r"\\left|\\right|\\[$%!,]|[$%]", "", text)).strip().rstrip(".").strip()
-    text = re.sub(r" ?\(([A-Za-z ]+)\)$", r" \1", text)  # a unit in parentheses
+    text = re.sub(r"(?<=\d) ?\([A-Za-z ]+\)$", "", text)  # words in parentheses after a number: 5 (times) is 5
     text = re.sub(r"^[A-Za-z] ?= ?", "", text)  # x = 5
     return text[1:-1].strip() if re.fullmatch(r"\([^()]*\)", text) else text
 
@@ -229,7 +231,8 @@ def math_verify_equal(predicted: str, gold: str) -> bool:
     try:
         try:
             signal.setitimer(signal.ITIMER_REAL, MATH_VERIFY_SECONDS)
-            return mv.verify(read_latex(gold), read_latex(predicted), timeout_seconds=None)
+            return (read_whole(predicted) and reads_soundly(gold)
+                    and mv.verify(read_latex(gold), read_latex(predicted), timeout_seconds=None))
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
     except TooSlow:  # also when the alarm rang just before it was cancelled
@@ -246,6 +249,34 @@ def alarm(signum, frame):
 def read_latex(answer: str) -> list:
     """math-verify's reading of an answer, kept: parsing is most of its cost, and a gold answer meets G completions."""
     return load_math_verify().parse(f"${answer}$", parsing_timeout=None)
+
+
+def read_whole(answer: str) -> bool:
+    """math-verify read all of the answer: the text it matched is the answer, but for spaces and braces. It reads
+    `13 n, 5 d` as 13 n and 5, or `4 (or 5)` as 4, silently."""
+    read = read_latex(answer)
+    return len(read) == 2 and bare_latex(read[1]) == bare_latex(answer)
+
+
+def bare_latex(text: str) -> str:
+    r"""LaTeX without what math-verify rewrites in the text it matched: spaces, braces, \left and \right, \dfrac and
+    \cfrac (\frac), \textbf and \textnormal (\text)."""
+    text = re.sub(r"\\[dtc]frac", r"\\frac", re.sub(r"\\text(?:bf|normal)", r"\\text", text))
+    return re.sub(r"\s|[{}]|\\left|\\right", "", text)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def reads_soundly(gold: str) -> bool:
+    """math-verify reads the gold whole, and tells it from the gold with any one of its digits changed: a reading
+    that drops a part (`3:30 p.m.` read as 3, `52_8` as 52, `6 cm^2` as 6, an equation as one of its sides) fails
+    one of those, and then its verdicts on this gold are not taken."""
+    if not read_whole(gold):
+        return False
+    for digit in re.finditer(r"\d", gold):
+        changed = gold[:digit.start()] + str((int(digit[0]) + 1) % 10) + gold[digit.end():]
+        if load_math_verify().verify(read_latex(gold), read_latex(changed), timeout_seconds=None):
+            return False
+    return True
 
 
 # -------------------------------------------------------------------------------------------------- countdown

@@ -12,7 +12,7 @@ import pytest
 import rewards
 from rewards import (TAGS, TEMPLATE, accuracy_reward, accuracy_rewards, countdown_prompt, countdown_reward,
                      extract_answer, format_reward, last_boxed, math_verify_equal, parse_number, r1_zero_prompt,
-                     same_answer, to_row)
+                     same_answer, to_row, unbox)
 
 
 def test_template_is_the_r1_zero_one_and_ends_with_assistant():
@@ -398,3 +398,54 @@ def test_the_example_files_load(name, task):
     rows, bad = load_rows(path, name if name != "math" else "auto")
     assert not bad
     assert rows and all(row["task"] == task and row["prompt"] for row in rows)
+
+
+# Gold answers shaped as MATH, college-math, OlympiadBench, Minerva, gaokao and ASDiv write those that are not one
+# number: each must score 1 against itself, and 0 against itself with its last digit changed by one. math-verify,
+# taken at its word, paid for six of these wrong answers: it reads 3:30 p.m. as 3, 52_8 as 52, 6 cm^2 as 6,
+# 0.(3) repeating as 0.3 and an equation as one side of it.
+REAL_SHAPED_GOLDS = [
+    r"\frac{\sqrt{3}}{2}", r"2\sqrt{5}", r"\frac{7}{3}\pi", r"3\sqrt{2} - 1", r"\sqrt[3]{4}", r"\frac{1 + \sqrt{5}}{2}",
+    r"(2, 5)", r"[-3, 4)", r"(-\infty, 1] \cup [3, \infty)", r"\{1, 3, 7\}", r"(3, -2)", r"(1, 2, 3)",
+    r"x^2 + 6x + 9", r"2x^2 - 7x + 3", r"(x - 2)(x + 5)", r"y = 3x - 4", r"x = 7", r"x^2 - 2x + 10 = 0",
+    r"x^2 + y^2 = 25", r"\begin{pmatrix} 1 & 2 \\ 3 & 4 \end{pmatrix}", r"\begin{pmatrix} 3 \\ -1 \end{pmatrix}",
+    r"3:30 p.m.", r"52_8", r"1011_2", r"13 n, 5 d", r"5 (times)", r"12 (apples)", r"45^\circ", r"120^{\circ}",
+    r"25\%", r"\$18.75", r"6 \text{ cm}^2", r"\frac{9}{4} \text{ hours}", r"4 \text{ and } 9", r"2, 3, 5",
+    r"\text{(C)}", r"\textbf{(B) } 17", r"\log_2 5", r"e^{3}", r"\sin 30^\circ", r"\cos \frac{\pi}{7}",
+    r"\frac{3}{8}", r"\dfrac{11}{12}", r"\cfrac{5}{6}", r"1.25 \times 10^{3}", r"-\frac{2}{9}", r"10\sqrt{2}",
+    r"a = 3, b = 4", r"k = 6", r"n = 12", r"\pm 3", r"3 \pm \sqrt{2}", r"\frac{x + 1}{x - 3}", r"8 - 4i", r"2 + 3i",
+    r"\infty", r"\emptyset", r"[1, 9]", r"3, 5, 7, 9", r"x > 4", r"-2 < x < 6", r"x \leq 11", r"\frac{\pi}{6}",
+    r"15 \text{ m/s}", r"7 \text{ days}", r"4:1", r"2:3", r"0.\overline{3}", r"\$ 3.50", r"\textnormal{52}",
+]
+
+
+def last_digit_plus_one(gold: str) -> str:
+    i = max(i for i, c in enumerate(gold) if c.isdigit())
+    return gold[:i] + str((int(gold[i]) + 1) % 10) + gold[i + 1:]
+
+
+@pytest.mark.parametrize("gold", [g for g in REAL_SHAPED_GOLDS if any(c.isdigit() for c in g)])
+def test_a_gold_with_its_last_digit_changed_is_a_wrong_answer(gold):
+    assert accuracy_reward(answer(gold), answer=gold) == 1.0
+    assert accuracy_reward(answer(last_digit_plus_one(gold)), answer=gold) == 0.0
+
+
+@pytest.mark.parametrize("gold, predicted", [
+    ("3:30 p.m.", "3"), ("52_8", "52"), ("13 n, 5 d", "13"), ("x^2-2x+10=0", "x^2-2x+10=1"), ("6 \\text{ cm}^2", "6"),
+    ("x+1", "x+1 or x+2"), ("4", "4 (or 5)")])
+def test_math_verify_is_not_taken_where_it_reads_only_part_of_an_answer(gold, predicted):
+    assert accuracy_reward(answer(predicted), answer=gold) == 0.0
+
+
+@pytest.mark.parametrize("gold, predicted, score", [
+    ("5 (times)", "5", 1.0), ("5 (times)", "6", 0.0), ("12 (apples)", "12 apples", 1.0),
+    ("\\cfrac{5}{6}", "5/6", 1.0), ("\\textbf{52}", "52", 1.0), ("\\textnormal{52}", "52", 1.0),
+    ("25%", "25", 1.0), ("25\\%", "25", 1.0), ("25%", "0.25", 0.0), ("0.25", "25%", 0.0)])
+def test_dressing_and_the_percent_rule(gold, predicted, score):
+    """A % is dressing, as GSM8K writes it: 25% is 25, never 0.25."""
+    assert accuracy_reward(answer(predicted), answer=gold) == score
+
+
+def test_an_escaped_brace_is_no_brace():
+    assert last_boxed("so \\boxed{\\{1, 2\\}} in all") == "\\{1, 2\\}"
+    assert unbox("\\boxed{\\{1, 2\\}}") == "\\{1, 2\\}"
