@@ -432,7 +432,7 @@ def test_a_gold_with_its_last_digit_changed_is_a_wrong_answer(gold):
 
 @pytest.mark.parametrize("gold, predicted", [
     ("3:30 p.m.", "3"), ("52_8", "52"), ("13 n, 5 d", "13"), ("x^2-2x+10=0", "x^2-2x+10=1"), ("6 \\text{ cm}^2", "6"),
-    ("x+1", "x+1 or x+2"), ("4", "4 (or 5)")])
+    ("x+1", "x+1 or x+2"), ("4", "4 (or 5)"), ("\\{5, 13n\\}", "13 n, 5 d")])
 def test_math_verify_is_not_taken_where_it_reads_only_part_of_an_answer(gold, predicted):
     assert accuracy_reward(answer(predicted), answer=gold) == 0.0
 
@@ -442,7 +442,8 @@ def test_math_verify_is_not_taken_where_it_reads_only_part_of_an_answer(gold, pr
     ("\\cfrac{5}{6}", "5/6", 1.0), ("\\textbf{52}", "52", 1.0), ("\\textnormal{52}", "52", 1.0),
     ("25%", "25", 1.0), ("25\\%", "25", 1.0), ("25%", "0.25", 0.0), ("0.25", "25%", 0.0)])
 def test_dressing_and_the_percent_rule(gold, predicted, score):
-    """A % is dressing, as GSM8K writes it: 25% is 25, never 0.25."""
+    """A % is dressing, as GSM8K writes it: 25% is 25, never 0.25. Our checker alone, and with math-verify."""
+    assert accuracy_reward(answer(predicted), answer=gold, math_verify=False) == score
     assert accuracy_reward(answer(predicted), answer=gold) == score
 
 
