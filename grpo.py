@@ -49,7 +49,12 @@ from sample import left_pad, position_ids, sample
 # ----------------------------------------------------------------------------------------------------- config
 
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+# The shipped model and task, and the golden vectors: beside this file in a checkout (or an editable install), under
+# <prefix>/share/grpo where a wheel installed them (pyproject.toml).
+HOME = next((home for home in (os.path.dirname(os.path.abspath(__file__)), os.path.join(sys.prefix, "share", "grpo"))
+             if os.path.isdir(os.path.join(home, "data", "model"))), os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(HOME, "data")
+GOLDEN = os.path.join(HOME, "tests", "golden.json")  # README, "Check your implementation"
 
 
 def flag(default, help: str, valid: str | None = None):
