@@ -18,13 +18,14 @@ def readme_example(marker: str) -> str:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> str:
-    """The python of a fresh venv holding a wheel of the checkout, built from a copy (a build writes beside its
-    sources). The venv sees this interpreter's packages (torch...) through a .pth file, after its own."""
+    """The python of a fresh venv holding a wheel of the checkout, built as pip builds one (setuptools fetched from
+    the package index) from a copy (a build writes beside its sources). The venv sees this interpreter's packages
+    (torch...) through a .pth file, after its own."""
     tmp = tmp_path_factory.mktemp("install")
     source = tmp / "source"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "out", "build", "*.egg-info", "__pycache__",
                                                                 ".pytest_cache", "examples"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(source), "-w",
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(source), "-w",
                     str(tmp / "wheel")], check=True, capture_output=True, timeout=300)
     venv.create(tmp / "venv", with_pip=True)
     python = str(tmp / "venv" / "bin" / "python")
@@ -70,5 +71,6 @@ def test_the_readme_examples_run_outside_the_checkout(installed, tmp_path):
     golden = ("import grpo\n"
               "def my_grpo_loss(logp, old, ref, A, mask, beta, eps_low, eps_high, kl, sampling, agg, max_len):\n"
               "    losses = grpo.per_token_loss(logp, old, ref, A, beta, eps_low, eps_high, kl, sampling, mask)\n"
-              "    return grpo.masked_aggregate(losses, mask, agg, max_len=max_len)\n" + readme_example("golden example"))
+              "    return grpo.masked_aggregate(losses, mask, agg, max_len=max_len)\n")
+    golden += readme_example("golden example")
     assert outside(installed, tmp_path, "-c", golden).stdout.strip().endswith("cases agree")
