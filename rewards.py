@@ -270,7 +270,7 @@ def reads_soundly(gold: str) -> bool:
     """math-verify reads the gold whole, and tells it from the gold with any one of its digits changed: a reading
     that drops a part (`3:30 p.m.` read as 3, `52_8` as 52, `6 cm^2` as 6, an equation as one of its sides) fails
     one of those, and then its verdicts on this gold are not taken."""
-    if not read_whole(gold):
+    if not read_whole(gold) or ":" in gold:  # a time or a ratio: math-verify reads 10:45 as 2/9
         return False
     for digit in re.finditer(r"\d", gold):
         changed = gold[:digit.start()] + str((int(digit[0]) + 1) % 10) + gold[digit.end():]

@@ -432,7 +432,8 @@ def test_a_gold_with_its_last_digit_changed_is_a_wrong_answer(gold):
 
 @pytest.mark.parametrize("gold, predicted", [
     ("3:30 p.m.", "3"), ("52_8", "52"), ("13 n, 5 d", "13"), ("x^2-2x+10=0", "x^2-2x+10=1"), ("6 \\text{ cm}^2", "6"),
-    ("x+1", "x+1 or x+2"), ("4", "4 (or 5)"), ("\\{5, 13n\\}", "13 n, 5 d")])
+    ("x+1", "x+1 or x+2"), ("4", "4 (or 5)"), ("\\{5, 13n\\}", "13 n, 5 d"), ("10:45", "2:9"), ("2t", "2"),
+    ("13 n, 5 d", "13 n, 5 h"), ("3 hours 20 minutes", "6 hours 10 minutes")])
 def test_math_verify_is_not_taken_where_it_reads_only_part_of_an_answer(gold, predicted):
     assert accuracy_reward(answer(predicted), answer=gold) == 0.0
 
