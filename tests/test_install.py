@@ -57,6 +57,10 @@ def test_the_installed_modules_are_the_wheels_and_importing_them_does_nothing(in
     assert os.path.isfile(os.path.join(data, "model", "model.safetensors")) and initialized == "False"
     assert done.stderr == ""
     assert "--precision" in outside(installed, tmp_path, "-m", "grpo", "--help").stdout
+    code = ("import rewards\n"  # the sandbox's child runs the installed sandbox.py by its path
+            "print(rewards.code_reward('<answer>def f(x):\\n    return 2 * x</answer>', ['assert f(1) == 2', "
+            "'assert f(2) == 5']))")
+    assert outside(installed, tmp_path, "-c", code).stdout.strip() == "0.5"
 
 
 @pytest.mark.slow
