@@ -6,6 +6,7 @@ line. The parent reads a line per expression at most, VALUE_BYTES each, as a lit
 import functools
 import itertools
 import json
+import math
 import os
 import re
 import stat
@@ -13,6 +14,7 @@ import struct
 import sys
 import warnings
 
+WALL_CHECKS = 10  # a child runs at most this many timeouts of wall time: one that gets a tenth of a CPU finishes
 VALUE_BYTES = 1 << 15  # the longest repr read back: a set literal of colliding hashes reads in O(n^2)
 NOT_RUN = object()  # the value of an expression that raised, was not a literal, or was not reached
 LAYERS = {"landlock": "the program can read and write every file the trainer can (the dataset's answers too)",
@@ -197,10 +199,10 @@ def run_sandboxed(program: str, expressions: list[str], timeout: float, memory_m
 
 
 def run_child(program: str, expressions: list[str], timeout: float, memory_mb: int, accept: list) -> list | None:
-    """The report's lines; after `timeout` seconds the child's whole process group is killed. None if the job could
-    not be set up (no temp dir, a full disk, no process to spare): that costs this program its values, no more."""
-    import select  # imported here, like the others, so that the child (which runs this file) starts faster
-    import signal
+    """The report's lines; the child's whole process group is killed when it runs out of time (exits_while_computing).
+    None if the job could not be set up (no temp dir, a full disk, no process to spare): that costs this program its
+    values, no more."""
+    import signal  # imported here, like the others, so that the child (which runs this file) starts faster
     import subprocess
     import tempfile
     if sys.platform != "linux":
@@ -209,17 +211,12 @@ def run_child(program: str, expressions: list[str], timeout: float, memory_mb: i
         tmp = tempfile.mkdtemp(prefix="grpo-sandbox-")
         try:
             with open(os.path.join(tmp, "job.json"), "w") as f:
-                json.dump({"program": program, "expressions": expressions, "cpu_seconds": int(timeout) + 1,
+                json.dump({"program": program, "expressions": expressions, "cpu_seconds": math.ceil(timeout),
                            "memory_mb": memory_mb, "accept": accept}, f)
             child = subprocess.Popen([sys.executable, "-I", "-S", os.path.abspath(__file__), tmp], cwd=tmp, env={},
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
-            pidfd = os.pidfd_open(child.pid)  # readable when the child exits: no polling loop, as Popen.wait has
-            exits = select.poll()
-            exits.register(pidfd, select.POLLIN)
-            exited = exits.poll(timeout * 1000)
-            os.close(pidfd)
-            if not exited:
+            if not exits_while_computing(child.pid, timeout):
                 os.killpg(child.pid, signal.SIGKILL)  # the child's whole process group
             child.wait()
             return read_report(os.path.join(tmp, "report"), len(expressions) + 1)
@@ -227,6 +224,38 @@ def run_child(program: str, expressions: list[str], timeout: float, memory_mb: i
             subprocess.run(["rm", "-rf", "--", tmp], stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError as e:
         warnings.warn(f"code sandbox: {e}: this program gets no values", RuntimeWarning)
+
+
+def exits_while_computing(pid: int, timeout: float) -> bool:
+    """Wait for the child: True if it exited. Its CPU time is bounded by its rlimit (`timeout`, rounded up to whole
+    seconds), not by the wall clock, so that a busy machine costs an honest program nothing; its wall time is checked
+    every `timeout` seconds: it is stopped at the first check where it used under a tenth of a CPU since the last (it
+    sleeps or blocks), or at the WALL_CHECKS-th."""
+    import select
+    pidfd = os.pidfd_open(pid)  # readable when the child exits: no polling loop, as Popen.wait has
+    exits = select.poll()
+    exits.register(pidfd, select.POLLIN)
+    try:
+        used = 0.0
+        for _ in range(WALL_CHECKS):
+            if exits.poll(timeout * 1000):
+                return True
+            if (now := cpu_seconds(pid)) - used < timeout / 10:
+                return False
+            used = now
+        return False
+    finally:
+        os.close(pidfd)
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time a process has used: /proc/PID/stat's utime and stime, the 12th and 13th fields after its name (in
+    parentheses, and the program may rename itself: the last parenthesis ends it)."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()
+    except OSError:  # it has just exited
+        return math.inf
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def read_report(path: str, lines: int) -> list[bytes]:

@@ -612,3 +612,64 @@ def test_a_builtin_the_evaluator_does_not_provide_is_refused_at_load(test):
 def test_an_expression_used_twice_is_evaluated_each_time_in_order():
     counter = "n = 0\ndef tick():\n    global n\n    n += 1\n    return n\n"
     assert run(counter, ["assert tick() == 1", "assert tick() == 2", "assert tick() + tick() == 7"]) == 1.0
+
+
+# ------------------------------------------------------------------------- time: CPU, not the wall, and one node
+def burner(seconds: float) -> str:
+    """An honest program whose test needs `seconds` of CPU time, however long the wall clock takes to give it."""
+    return ("import time\ndef add(a, b):\n    start = time.process_time()\n"
+            f"    while time.process_time() - start < {seconds}:\n        pass\n    return a + b\n")
+
+
+RANK = """import os, sys, time
+from rewards import accuracy_rewards
+rows = [{"task": "code", "tests": ["assert add(1, 2) == 3"], "timeout": 1.0}] * 8
+print(accuracy_rewards([sys.argv[1]] * 8, rows))
+"""
+
+
+def test_two_ranks_of_one_node_score_an_honest_program_that_needs_60_percent_of_its_timeout():
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", LOCAL_WORLD_SIZE="2")
+    ranks = [subprocess.Popen([sys.executable, "-c", RANK, answer(burner(0.6))], env=env, stdout=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    assert [rank.communicate(timeout=120)[0].strip() for rank in ranks] == [str([1.0] * 8)] * 2
+
+
+def test_an_honest_program_gets_its_cpu_time_on_an_oversubscribed_machine():
+    rows = [{"task": "code", "tests": ["assert add(1, 2) == 3"], "timeout": 1.0}] * 8
+    workers = 4 * (os.cpu_count() or 1)  # four children per CPU: each gets a quarter of one, and needs 0.6 s of CPU
+    assert accuracy_rewards([answer(burner(0.6))] * 8, rows, workers=workers) == [1.0] * 8
+
+
+@pytest.mark.parametrize("program", ["import time\ntime.sleep(60)\n", "import os\nos.read(os.pipe()[0], 1)\n",
+                                     "import time\nwhile True:\n    time.sleep(0.05)\n"])
+def test_a_program_that_sleeps_or_blocks_is_killed_at_its_first_wall_check(program):
+    start = time.perf_counter()
+    assert run(program + ADD, timeout=1.0) == 0.0
+    assert time.perf_counter() - start < 1.0 + 1.5  # the check at 1 s of wall finds it used under 0.1 s of CPU
+
+
+def test_a_program_that_computes_a_little_and_sleeps_is_stopped_at_the_wall_bound():
+    from sandbox import WALL_CHECKS
+    sipper = ("import time\nwhile True:\n    start = time.process_time()\n"
+              "    while time.process_time() - start < 0.03:\n        pass\n    time.sleep(0.1)\n")
+    start = time.perf_counter()
+    assert code_reward(answer(sipper + ADD), ADD_TESTS, timeout=0.5) == 0.0
+    assert time.perf_counter() - start < WALL_CHECKS * 0.5 + 1.5
+
+
+def test_the_pool_shares_the_nodes_cpus_among_its_ranks(monkeypatch):
+    import rewards
+    sizes = []
+
+    class Recorded(rewards.ThreadPoolExecutor):
+        def __init__(self, workers):
+            sizes.append(workers)
+            super().__init__(workers)
+
+    monkeypatch.setattr(rewards, "ThreadPoolExecutor", Recorded)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    for ranks, workers in (("8", 2), ("1", 16), ("32", 1)):
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", ranks)
+        accuracy_rewards([answer(ADD)], [{"task": "code", "tests": ADD_TESTS}])
+        assert sizes.pop() == workers
