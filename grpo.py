@@ -42,8 +42,8 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from rewards import (ACCURACY, FIELDS, SandboxError, accuracy_rewards, answer_key, extract_answer, format_reward,
-                     needs_math_verify, r1_zero_messages, r1_zero_prompt, require_layers, to_row)
+from rewards import (ACCURACY, FIELDS, SandboxError, accuracy_rewards, answer_key, extract_answer, field_map,
+                     format_reward, needs_math_verify, r1_zero_messages, r1_zero_prompt, require_layers, to_row)
 from sample import left_pad, position_ids, sample
 
 # ----------------------------------------------------------------------------------------------------- config
@@ -71,6 +71,10 @@ class Config:
     data: str = flag(os.path.join(DATA, "train.jsonl"), "JSONL rows: math, GSM8K, MATH, code, countdown or your own "
                      "task (data/README.md); default: the shipped arithmetic task")
     task: str = flag("auto", "auto (each row by its fields), math, gsm8k, competition_math, code or countdown")
+    fields: str | None = flag(None, "a file's own field names as ours=theirs,... (question=input,answer=target), for "
+                              "--data and --eval-data; names that differ from ours only in case need none")
+    check_data: bool = flag(False, "load --data and --eval-data as training would, say per file the rows loaded and "
+                            "refused (FILE:LINE: why) and the first prompt as the model sees it, then stop")
     math_verify: bool = flag(True, "compare gold answers that are not one number with math-verify too, where installed")
     skip_bad_rows: bool = flag(False, "leave out dataset rows that cannot be read (saying how many), not stop")
     allow_weak_sandbox: bool = flag(False, "score code rows even where the sandbox lacks Landlock or seccomp (warned)")
@@ -209,11 +213,15 @@ def parse_config(argv=None) -> Config:
     if cfg.overlong_buffer > cfg.max_new_tokens:
         parser.error(f"--overlong-buffer {cfg.overlong_buffer}: must not exceed --max-new-tokens "
                      f"({cfg.max_new_tokens})")
+    try:
+        field_map(cfg.fields or "prompt=prompt")
+    except ValueError as e:
+        parser.error(f"--fields {cfg.fields}: {e}")
     if cfg.eval_only and not cfg.eval_data:
         parser.error("--eval-only: needs --eval-data")
     if cfg.wandb and importlib.util.find_spec("wandb") is None:
         parser.error(f"--wandb {cfg.wandb}: needs the wandb package: pip install wandb")
-    if not cfg.resume and not cfg.eval_only and checkpoints(cfg.out):
+    if not cfg.resume and not cfg.eval_only and not cfg.check_data and checkpoints(cfg.out):
         parser.error(f"--out {cfg.out}: holds checkpoints of an earlier run: --resume {cfg.out} continues it, or "
                      f"choose another --out")
     if cfg.fsdp and "RANK" not in os.environ:
@@ -319,10 +327,22 @@ class DataError(ValueError):
 
 
 def load_rows(path: str, task: str = "auto", skip_bad_rows: bool = False, prompt_length=None,
-              max_prompt_length: int = 0) -> tuple[list[dict], list[tuple]]:
-    """The rows of a JSONL file, each checked and put in the fields its reward reads (rewards.to_row), and the bad
-    ones as (line, what is wrong). A bad row stops the run, saying how many there are, unless skip_bad_rows. Given
-    prompt_length (a prompt's tokens in the template), a prompt longer than max_prompt_length is a bad row."""
+              max_prompt_length: int = 0, fields: str | None = None) -> tuple[list[dict], list[tuple]]:
+    """The rows of a JSONL file (read_rows), and the bad ones as (line, what is wrong). A bad row stops the run, saying
+    how many there are, unless skip_bad_rows."""
+    rows, bad = read_rows(path, task, prompt_length, max_prompt_length, fields)
+    if bad and not skip_bad_rows:
+        raise DataError(f"{path}:{bad[0][0]}: {bad[0][1]}\nbad rows: {len(bad)} of {len(rows) + len(bad)} "
+                        f"{bad_lines(bad)}; --skip-bad-rows trains without them")
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows, bad
+
+
+def read_rows(path: str, task: str, prompt_length, max_prompt_length: int, fields: str | None):
+    """Each row of a JSONL file checked and put in the fields its reward reads (rewards.to_row, with --fields' names),
+    or as (line, what is wrong). Given prompt_length (a prompt's tokens in the template), a prompt longer than
+    max_prompt_length is a bad row."""
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file")
     rows, bad = [], []
@@ -330,18 +350,13 @@ def load_rows(path: str, task: str = "auto", skip_bad_rows: bool = False, prompt
         for n, line in enumerate(f, 1):
             try:
                 if line.strip():
-                    row = to_row(json_row(line), task)
+                    row = to_row(json_row(line), task, field_map(fields) if fields else None)
                     if prompt_length and (tokens := prompt_length(row["prompt"])) > max_prompt_length:
                         raise ValueError(f"the prompt is {tokens} tokens, more than --max-prompt-length "
                                          f"{max_prompt_length}")
                     rows.append(row)
             except ValueError as e:
                 bad.append((n, str(e)))
-    if bad and not skip_bad_rows:
-        raise DataError(f"{path}:{bad[0][0]}: {bad[0][1]}\nbad rows: {len(bad)} of {len(rows) + len(bad)} "
-                        f"{bad_lines(bad)}; --skip-bad-rows trains without them")
-    if not rows:
-        raise DataError(f"{path}: no rows")
     return rows, bad
 
 
@@ -366,7 +381,7 @@ def read_data(path: str, cfg, rank: int, tokenizer) -> list[dict]:
     """load_rows, prompts measured in the template's tokens, with what the run should know said once: bad rows left
     out, answers compared only as text."""
     rows, bad = load_rows(path, cfg.task, cfg.skip_bad_rows, lambda p: len(prompt_ids(tokenizer, p, cfg.template)),
-                          cfg.max_prompt_length)
+                          cfg.max_prompt_length, cfg.fields)
     text_only = cfg.math_verify and importlib.util.find_spec("math_verify") is None
     if rank == 0 and bad:
         print(f"--skip-bad-rows: left out {len(bad)} of {len(rows) + len(bad)} rows of {path} {bad_lines(bad)}; the "
@@ -375,6 +390,29 @@ def read_data(path: str, cfg, rank: int, tokenizer) -> list[dict]:
         print(f"note: {n} gold answers in {path} are not one number; math-verify is not installed, so they are "
               f"compared as text only (pip install math-verify to compare them as math)")
     return rows
+
+
+def check_data(cfg: Config) -> int:
+    """--check-data: each file read as training reads it, its rows loaded and refused (FILE:LINE: why, the first 50)
+    and its first prompt as the model sees it; 1 if a file has refused rows (without --skip-bad-rows) or none."""
+    tokenizer = pretrained(AutoTokenizer, cfg.model, "--model")
+    failed = False
+    for path in dict.fromkeys(p for p in (None if cfg.eval_only else cfg.data, cfg.eval_data) if p):
+        try:
+            rows, bad = read_rows(path, cfg.task, lambda p: len(prompt_ids(tokenizer, p, cfg.template)),
+                                  cfg.max_prompt_length, cfg.fields)
+        except DataError as e:
+            rows, bad = [], [(0, str(e))]
+        print(f"{path}: {len(rows)} rows loaded, {len(bad)} refused")
+        for n, why in bad[:50]:
+            print(f"{path}:{n}: {why}" if n else why)
+        if len(bad) > 50:
+            print(f"... and {len(bad) - 50} more refused rows")
+        if rows:
+            prompt = tokenizer.decode(prompt_ids(tokenizer, rows[0]["prompt"], cfg.template))
+            print(f"the first row's prompt, as the model sees it (--template {cfg.template}):\n{prompt}\n")
+        failed |= not rows or bool(bad) and not cfg.skip_bad_rows
+    return int(failed)
 
 
 def rows_for_step(rows: list[dict], step: int, n: int, seed: int, rank: int, world: int) -> list[dict]:
@@ -1270,6 +1308,8 @@ def main(argv=None) -> None:
         sys.stdout.reconfigure(line_buffering=True)  # a log file gets each line as it is printed
     if not sys.stderr.isatty():  # transformers' loading and saving bars would fill a log file with their redraws
         hf_logging.disable_progress_bar()
+    if cfg.check_data:
+        raise SystemExit(check_data(cfg))
     try:
         train(cfg)
     except (DataError, SandboxError) as e:

@@ -6,6 +6,7 @@ task: math (the final answer), code (the program against the row's tests, in san
 """
 import ast
 import builtins
+import collections
 import functools
 import json
 import logging
@@ -190,13 +191,54 @@ def answer_key(answer: str):
 
 def accuracy_reward(completion: str, answer, math_verify: bool = True, **row) -> float:
     """1 if the completion's single `<answer>` block holds the gold answer, else 0. A gold answer that reads as one
-    number is compared by our exact checker alone; any other by ours or, where installed, math-verify."""
+    number is compared by our exact checker alone; any other by ours or, where installed, math-verify. A list of
+    gold answers (OlympiadBench's multiple answers) needs them all, separated by commas, in any order."""
     predicted = extract_answer(completion)
     if predicted is None:
         return 0.0
-    gold = gold_answer(answer)
-    return float(same_answer(predicted, gold)
-                 or math_verify and parse_number(gold) is None and math_verify_equal(predicted, gold))
+    if isinstance(answer, list):
+        return float(all_answers(top_level_parts(unbox(predicted)), [gold_answer(a) for a in answer], math_verify))
+    return float(one_answer(predicted, gold_answer(answer), math_verify))
+
+
+def one_answer(predicted: str, gold: str, math_verify: bool) -> bool:
+    return same_answer(predicted, gold) or math_verify and parse_number(gold) is None and math_verify_equal(predicted,
+                                                                                                         gold)
+
+
+def all_answers(parts: list[str], golds: list[str], math_verify: bool) -> bool:
+    """Each part matches a different gold answer, and none is left over: tried part by part, as the golds are few."""
+    if len(parts) != len(golds):
+        return False
+    left = list(golds)
+    for part in parts:
+        match = next((gold for gold in left if one_answer(part, gold, math_verify)), None)
+        if match is None:
+            return False
+        left.remove(match)
+    return True
+
+
+def top_level_parts(text: str) -> list[str]:
+    """The text cut at its commas outside brackets and braces: `(1, 2), 3` is `(1, 2)` and `3`."""
+    parts, depth, start = [], 0, 0
+    for bracket in re.finditer(r"[([{]|[)\]}]|,", text):
+        if bracket[0] == ",":
+            if depth == 0:
+                parts.append(text[start:bracket.start()])
+                start = bracket.end()
+        else:
+            depth = max(0, depth + (1 if bracket[0] in "([{" else -1))  # [-3, 4) opens with one, closes with another
+    return [part.strip() for part in parts + [text[start:]]]
+
+
+def choice_reward(completion: str, answer: str, letters: str, **row) -> float:
+    """1 if the answer names the gold option by its letter: `B`, `(B)`, `B.` or `B)`, then, optionally, any text that
+    names no other option's letter (`B) 6(\\sqrt 3 + \\sqrt 2)`, not `B or C`)."""
+    chosen = re.fullmatch(r"\(?([A-Z])(?:[).:]\s*|\s+|$)(.*)", unbox(extract_answer(completion) or ""), re.DOTALL)
+    if chosen is None or chosen[1] != answer:
+        return 0.0
+    return float(not set(re.findall(r"\b[A-Z]\b", chosen[2])) & set(letters) - {answer})
 
 
 MATH_VERIFY_CHARS = 300  # longer answers are not sent to math-verify: real ones are far shorter, and it can be slow
@@ -507,7 +549,7 @@ def passes(claim: ast.expr, values: dict) -> bool:
 
 def code_reward(completion: str, tests: list[str], timeout: float = 4.0, memory_mb: int = 1024, **row) -> float:
     """The fraction of the row's tests that the program in the answer passes, run in the sandbox (0 without one).
-    `timeout` (wall-clock seconds) and `memory_mb` can be set per row."""
+    `timeout` (seconds of CPU time; sandbox.exits_while_computing) and `memory_mb` can be set per row."""
     program = extract_program(completion)
     if not program:
         return 0.0
@@ -519,15 +561,17 @@ def code_reward(completion: str, tests: list[str], timeout: float = 4.0, memory_
 
 # The accuracy reward of each task, by the name in a row's "task" field; your own goes here too (README, "Your own
 # reward"): rewards.ACCURACY["name"] = reward_function, then rows with "task": "name" get it.
-ACCURACY = {"math": accuracy_reward, "code": code_reward, "countdown": countdown_reward}
+ACCURACY = {"math": accuracy_reward, "choice": choice_reward, "code": code_reward, "countdown": countdown_reward}
 
 
 def accuracy_rewards(completions: list[str], rows: list[dict], rewards: dict = ACCURACY, workers: int | None = None):
     """Each completion's accuracy reward against its row, by the row's task. Code rows run in parallel, each on a
-    thread of a bounded pool waiting on its sandboxed child; the rest in this one (math-verify's timer needs it)."""
+    thread of a pool waiting on its sandboxed child; the rest in this one (math-verify's timer needs it). The pool
+    shares the node's CPUs with the node's other ranks (torchrun's LOCAL_WORLD_SIZE): one child per CPU a node."""
     score = lambda i: rewards[rows[i].get("task", "math")](completions[i], **rows[i])  # noqa: E731
     code = [i for i, row in enumerate(rows) if row.get("task") == "code"]
-    with ThreadPoolExecutor(workers or os.cpu_count()) as pool:
+    workers = workers or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    with ThreadPoolExecutor(workers) as pool:
         ran = dict(zip(code, pool.map(score, code)))
     return [ran[i] if i in ran else score(i) for i in range(len(rows))]
 
@@ -538,13 +582,41 @@ FIELDS = {"code": ("prompt", "tests"), "countdown": ("nums", "target"), "competi
           "gsm8k": ("question", "answer"), "math": ("prompt", "answer")}
 QUESTION = ("prompt", "question", "problem")  # a row holds its question in one of these
 CONTEXT = ("body", "context", "passage")  # text that comes before the question (ASDiv's body: "Seven apples...")
+OURS = {*QUESTION, *CONTEXT, "answer", "options", "solution", "tests", "nums", "target", "task", "timeout", "memory_mb"}
+LABEL = re.compile(r"\(?([A-Z])\)")  # an option's letter, as (B) or B)
 
 
-def to_row(raw: dict, task: str = "auto") -> dict:
-    r"""A dataset row in the fields the rewards read, with its reward's "task". The prompt is the question (GSM8K's
-    question, MATH's problem) after any context (ASDiv's body); a MATH row's answer is its `answer`, else its
-    solution's last `\boxed{}`; a countdown row gets a prompt. Other fields stay: the rewards get them as keyword
-    arguments. No text is dropped: a row with two questions is refused. Raises ValueError saying what is wrong."""
+def field_map(text: str) -> dict[str, str]:
+    """--fields `ours=theirs,...` (`question=input,answer=target`) as {theirs: ours}; ValueError saying what is wrong."""
+    pairs = [pair.split("=") for pair in text.split(",")]
+    if bad := next((p for p in pairs if len(p) != 2 or p[0].strip() not in OURS or not p[1].strip()), None):
+        raise ValueError(f"{'='.join(bad)}: expected ours=theirs, ours one of {', '.join(sorted(OURS))}")
+    return {theirs.strip(): ours.strip() for ours, theirs in pairs}
+
+
+def our_names(raw: dict, renames: dict[str, str]) -> dict:
+    """The row with its fields under our names: those --fields renames, and those that differ from ours only in case
+    (SVAMP's `Question`) where no other field has the name in another case. Two fields may become one only if they
+    hold the same value."""
+    cases = collections.Counter(key.lower() for key in raw)
+    row, source = {}, {}
+    for key, value in raw.items():
+        lower = key.lower() if cases[key.lower()] == 1 else key  # a name used in two cases is compared exactly
+        name = renames.get(key) or renames.get(lower) or (lower if lower in OURS else key)
+        if name in row and row[name] != value:
+            raise ValueError(f"the fields {source[name]} and {key} are both {name}, with different values: keep one")
+        row[name], source[name] = value, key
+    return row
+
+
+def to_row(raw: dict, task: str = "auto", renames: dict[str, str] | None = None) -> dict:
+    r"""A dataset row in the fields the rewards read, with its reward's "task"; `renames` are --fields' {theirs: ours}.
+    The prompt is the question (GSM8K's question, MATH's problem; two fields with the same text are one question)
+    after any context (ASDiv's body) and before any options; a MATH row's answer is its `answer`, else its solution's
+    last `\boxed{}`; a one-element list of answers is its element; a countdown row gets a prompt. Other fields stay:
+    the rewards get them as keyword arguments. No text is dropped: a row with two different questions is refused.
+    Raises ValueError saying what is wrong."""
+    raw = our_names(raw, renames or {})
     if raw.get("task") not in (None, *FIELDS, *ACCURACY):
         known = ", ".join(sorted(FIELDS.keys() | ACCURACY.keys()))
         raise ValueError(f"no reward is registered for the task {raw['task']!r} (rewards.ACCURACY[{raw['task']!r}] = "
@@ -555,25 +627,29 @@ def to_row(raw: dict, task: str = "auto") -> dict:
         task = next((t for t, need in FIELDS.items() if all(f in raw for f in need)), None)
         if task is None and "prompt" not in raw:
             raise ValueError(f"cannot tell the task from the fields {sorted(raw)}: a row needs one of "
-                             + ", ".join(f"{'+'.join(need)} ({t})" for t, need in FIELDS.items()))
+                             + ", ".join(f"{'+'.join(need)} ({t})" for t, need in FIELDS.items())
+                             + "; --fields ours=theirs names yours")
         task = task or "math"
     if missing := [f for f in FIELDS.get(task, ("prompt",)) if f not in raw]:
         raise ValueError(f"missing field(s) {', '.join(missing)} for a {task} row")
     if "completion" in raw:
         raise ValueError("a row may not have a field named completion: rewards take the completion by that name")
-    questions = [f for f in QUESTION if f in raw]
-    if len(questions) > 1:
-        raise ValueError(f"the fields {' and '.join(questions)} both look like the question: keep one")
-    texts = [f for f in CONTEXT + QUESTION if f in raw]
+    texts = [f for f in CONTEXT + QUESTION if raw.get(f) is not None]  # a null context (OlympiadBench's) is none
     if not_text := [f for f in texts if not isinstance(raw[f], str)]:
         raise ValueError(f"{not_text[0]} must be a non-empty string, got {json.dumps(raw[not_text[0]])[:80]}")
+    questions = [f for f in QUESTION if f in texts]
+    if len({raw[f].strip() for f in questions}) > 1:
+        raise ValueError(f"the fields {' and '.join(questions)} both look like the question, with different texts: "
+                         f"keep one")
     row = dict(raw, task={"gsm8k": "math", "competition_math": "math"}.get(task, task))
     if texts:
-        row["prompt"] = " ".join(raw[f].strip() for f in texts)
+        row["prompt"] = " ".join(dict.fromkeys(raw[f].strip() for f in texts))  # a question given twice, once
     if task == "competition_math" and "answer" not in raw:
         row["answer"] = last_boxed(str(raw.get("solution", "")))
         if row["answer"] is None:
             raise ValueError("a competition_math row needs an answer, or a solution with a \\boxed{} answer")
+    if isinstance(row.get("answer"), list) and len(row["answer"]) == 1:
+        row["answer"] = row["answer"][0]
     if task == "countdown":
         nums, target = raw["nums"], raw["target"]
         if not (isinstance(nums, list) and nums and all(type(n) is int for n in nums + [target])):
@@ -582,17 +658,46 @@ def to_row(raw: dict, task: str = "auto") -> dict:
         row.setdefault("prompt", countdown_prompt(nums, target))
     if task == "code":
         check_code_row(raw)
-    if row["task"] == "math" and (isinstance(row["answer"], bool) or not isinstance(row["answer"], (str, int, float))
-                                  or not gold_answer(row["answer"])):
-        raise ValueError(f"answer must be a non-empty string or a number, got {json.dumps(row['answer'])}")
+    golds = row.get("answer") if isinstance(row.get("answer"), list) else [row.get("answer")]
+    if row["task"] == "math" and not (golds and all(map(gold_like, golds))):
+        raise ValueError(f"answer must be a non-empty string or a number, or a list of them, got "
+                         f"{json.dumps(row['answer'])[:80]}")
+    if row["task"] == "math" and raw.get("options") is not None:
+        row.update(multiple_choice(row))
     if not isinstance(row["prompt"], str) or not row["prompt"].strip():
         raise ValueError("prompt must be a non-empty string")
     return row
 
 
+def gold_like(answer) -> bool:
+    return not isinstance(answer, bool) and isinstance(answer, (str, int, float)) and bool(gold_answer(answer))
+
+
+def multiple_choice(row: dict) -> dict:
+    """A multiple-choice row's prompt with its options, each labelled `(A)`... unless labelled already (AQuA's `A)21`;
+    SAT's one string), its gold answer as the letter (an integer is an option's 0-based index, as MMLU writes it)
+    and its options' letters, for choice_reward."""
+    options, gold = row["options"], row["answer"]
+    if isinstance(options, list) and options and len(options) <= 26 and all(isinstance(o, str) for o in options):
+        letters = "".join(chr(ord("A") + i) for i in range(len(options)))
+        text = "\n".join(o.strip() if LABEL.match(o.strip()) else f"({x}) {o.strip()}" for x, o in zip(letters, options))
+    elif isinstance(options, str) and LABEL.search(options):
+        letters, text = "".join(LABEL.findall(options)), options.strip()
+    else:
+        raise ValueError(f"options must be a list of strings or one string of labelled options, got "
+                         f"{json.dumps(options)[:80]}")
+    letter = letters[gold] if type(gold) is int and 0 <= gold < len(letters) else str(gold).strip().strip("()")
+    if letter not in letters or len(letter) != 1:
+        raise ValueError(f"the answer of a multiple-choice row must be one of the letters {letters}, got "
+                         f"{json.dumps(gold)}")
+    return {"prompt": f"{row['prompt']}\n{text}", "answer": letter, "letters": letters, "task": "choice"}
+
+
 def needs_math_verify(row: dict) -> bool:
-    """A math row whose gold answer is not one number: math-verify compares it, where installed; else only as text."""
-    return row["task"] == "math" and parse_number(gold_answer(row["answer"])) is None
+    """A math row with a gold answer that is not one number: math-verify compares it, where installed; else only as
+    text."""
+    golds = row["answer"] if isinstance(row["answer"], list) else [row["answer"]]
+    return row["task"] == "math" and any(parse_number(gold_answer(gold)) is None for gold in golds)
 
 
 def check_code_row(raw: dict) -> None:
