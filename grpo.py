@@ -72,7 +72,7 @@ class Config:
                      "task (data/README.md); default: the shipped arithmetic task")
     task: str = flag("auto", "auto (each row by its fields), math, gsm8k, competition_math, code or countdown")
     fields: str | None = flag(None, "a file's own field names as ours=theirs,... (question=input,answer=target), for "
-                              "--data and --eval-data; names that differ from ours only in case need none")
+                              "the training and evaluation data; names that differ from ours only in case need none")
     check_data: bool = flag(False, "load --data and --eval-data as training would, say per file the rows loaded and "
                             "refused (FILE:LINE: why) and the first prompt as the model sees it, then stop")
     math_verify: bool = flag(True, "compare gold answers that are not one number with math-verify too, where installed")

@@ -660,8 +660,7 @@ def to_row(raw: dict, task: str = "auto", renames: dict[str, str] | None = None)
         check_code_row(raw)
     golds = row.get("answer") if isinstance(row.get("answer"), list) else [row.get("answer")]
     if row["task"] == "math" and not (golds and all(map(gold_like, golds))):
-        raise ValueError(f"answer must be a non-empty string or a number, or a list of them, got "
-                         f"{json.dumps(row['answer'])[:80]}")
+        raise ValueError(f"answer must be a non-empty string or a number, got {json.dumps(row['answer'])[:80]}")
     if row["task"] == "math" and raw.get("options") is not None:
         row.update(multiple_choice(row))
     if not isinstance(row["prompt"], str) or not row["prompt"].strip():
