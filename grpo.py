@@ -1073,6 +1073,19 @@ def save_checkpoint(cfg: Config, step: int, policy, tokenizer, opt, generator_st
         shutil.rmtree(old)
 
 
+def link_model(checkpoint: str, out: str) -> None:
+    """OUT's model and tokenizer as hard links to the last checkpoint's files: written once, kept when it is not."""
+    for name in os.listdir(checkpoint):
+        if name != STATE:
+            target = os.path.join(out, name)
+            if os.path.exists(target):
+                os.remove(target)
+            try:
+                os.link(os.path.join(checkpoint, name), target)
+            except OSError:  # a file system without hard links
+                shutil.copy2(os.path.join(checkpoint, name), target)
+
+
 def generator_states(generator: torch.Generator, world: int) -> list[torch.Tensor]:
     """Every rank's sampling RNG state, gathered for rank 0 to save."""
     if world == 1:
@@ -1090,6 +1103,9 @@ def load_trainer_state(path: str, policy, opt, generator, rank: int, world: int)
     if len(state["generators"]) != world:
         raise SystemExit(f"grpo.py: error: {path} was saved by {len(state['generators'])} ranks; resume it with as "
                          f"many (this run has {world}) so every rank draws what it would have drawn")
+    if any(type(name) is not str for group in state["optimizer"]["param_groups"] for name in group["params"]):
+        raise SystemExit(f"grpo.py: error: {path} keeps AdamW's state by parameter number, as grpo.py did before it "
+                         f"kept it by name: this version cannot resume it (--model {path} trains on from its weights)")
     set_optimizer_state_dict(policy, opt, state["optimizer"], options=WHOLE)
     generator.set_state(state["generators"][rank])
     torch.set_rng_state(state["torch_rng"])
@@ -1218,8 +1234,12 @@ def train(cfg: Config) -> None:
                           f"{os.path.join(cfg.out, f'checkpoint-{step}')}; --resume {cfg.out} continues the run")
                 finish(tracker, ddp)
                 raise SystemExit(128 + signalled)
-    weights = whole_weights(policy)
-    if rank == 0:
+    last = os.path.join(cfg.out, f"checkpoint-{cfg.steps}") if done < cfg.steps and cfg.save_every and \
+        cfg.steps % cfg.save_every == 0 else None  # the last step's checkpoint holds the final weights already
+    weights = None if last else whole_weights(policy)
+    if rank == 0 and last:
+        link_model(last, cfg.out)
+    elif rank == 0:
         policy.save_pretrained(cfg.out, state_dict=weights)  # safetensors: AutoModelForCausalLM.from_pretrained(out)
         tokenizer.save_pretrained(cfg.out)
         if before and after:

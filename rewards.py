@@ -587,7 +587,7 @@ LABEL = re.compile(r"\(?([A-Z])\)")  # an option's letter, as (B) or B)
 
 
 def field_map(text: str) -> dict[str, str]:
-    """--fields `ours=theirs,...` (`question=input,answer=target`) as {theirs: ours}; ValueError saying what is wrong."""
+    """--fields `ours=theirs,...` (`question=input,answer=target`) as {theirs: ours}, or ValueError saying what is wrong."""
     pairs = [pair.split("=") for pair in text.split(",")]
     if bad := next((p for p in pairs if len(p) != 2 or p[0].strip() not in OURS or not p[1].strip()), None):
         raise ValueError(f"{'='.join(bad)}: expected ours=theirs, ours one of {', '.join(sorted(OURS))}")
@@ -679,7 +679,8 @@ def multiple_choice(row: dict) -> dict:
     options, gold = row["options"], row["answer"]
     if isinstance(options, list) and options and len(options) <= 26 and all(isinstance(o, str) for o in options):
         letters = "".join(chr(ord("A") + i) for i in range(len(options)))
-        text = "\n".join(o.strip() if LABEL.match(o.strip()) else f"({x}) {o.strip()}" for x, o in zip(letters, options))
+        options = [option.strip() for option in options]
+        text = "\n".join(o if LABEL.match(o) else f"({x}) {o}" for x, o in zip(letters, options))
     elif isinstance(options, str) and LABEL.search(options):
         letters, text = "".join(LABEL.findall(options)), options.strip()
     else:

@@ -46,7 +46,7 @@ PUBLISHED = {
     "asdiv": (None, [{"body": "Seven apples are in a basket.", "question": "How many apples are in the basket?",
                       "answer": "7 (apples)", "formula": "7=7"}], ["7"], ["6"]),
     "math": (None, [{"problem": "What is $\\frac{1}{2} + \\frac{1}{3}$?", "solution": "$= \\boxed{\\frac{5}{6}}$.",
-                     "answer": "\\frac{5}{6}", "subject": "Prealgebra", "level": 1}], ["\\frac{5}{6}"], ["\\frac{5}{7}"]),
+                     "answer": "\\frac{5}{6}", "level": 1}], ["\\frac{5}{6}"], ["\\frac{5}{7}"]),
     "minerva_math": (None, [{"problem": "Compute $2^{10}$.", "solution": "It is $\\boxed{1024}$.", "type": "Math"}],
                      ["1024"], ["1023"]),
     "college_math": (None, [{"question": "Evaluate $\\int_0^1 2x \\, dx$.", "answer": "$1$", "data_topic":

@@ -115,6 +115,26 @@ def test_resume_continues_exactly(model_dir, data, tmp_path, capsys):
     assert any(not torch.equal(a[k], v) for k, v in weights(model_dir).items())  # it did train
 
 
+def test_the_final_weights_are_written_once_when_the_last_step_is_saved(model_dir, data, tmp_path):
+    grpo.main(run_args(model_dir, data, tmp_path / "out", 2))  # --save-every 2: step 2 is saved
+    final, saved = tmp_path / "out" / "model.safetensors", tmp_path / "out" / "checkpoint-2" / "model.safetensors"
+    assert os.path.samefile(final, saved)  # one file, two names
+    checkpoint = weights(tmp_path / "out" / "checkpoint-2")
+    assert all(torch.equal(v, checkpoint[k]) for k, v in weights(tmp_path / "out").items())
+
+
+def test_a_checkpoint_keeping_adamw_state_by_number_is_refused_with_a_clear_message(model_dir, data, tmp_path):
+    grpo.main(run_args(model_dir, data, tmp_path / "out", 2))
+    path = tmp_path / "out" / "checkpoint-2" / grpo.STATE
+    state = torch.load(path, weights_only=True)
+    names = state["optimizer"]["param_groups"][0]["params"]  # the old layout: torch's own, by parameter number
+    state["optimizer"] = {"state": {names.index(k): v for k, v in state["optimizer"]["state"].items()},
+                          "param_groups": [dict(state["optimizer"]["param_groups"][0], params=list(range(len(names))))]}
+    torch.save(state, path)
+    with pytest.raises(SystemExit, match="keeps AdamW's state by parameter number, as grpo.py did before"):
+        grpo.main(run_args(model_dir, data, None, 4, "--resume", str(tmp_path / "out")))
+
+
 def test_sigterm_ends_the_step_saves_it_and_resume_equals_the_run_that_never_stopped(model_dir, data, tmp_path,
                                                                                     monkeypatch, capsys):
     args = ("--save-every", "0", "--eval-data", data, "--eval-k", "2", "--eval-every", "2")
