@@ -587,7 +587,7 @@ LABEL = re.compile(r"\(?([A-Z])\)")  # an option's letter, as (B) or B)
 
 
 def field_map(text: str) -> dict[str, str]:
-    """--fields `ours=theirs,...` (`question=input,answer=target`) as {theirs: ours}, or ValueError saying what is wrong."""
+    """--fields `ours=theirs,...` (`question=input,answer=target`) as {theirs: ours}, or ValueError saying why not."""
     pairs = [pair.split("=") for pair in text.split(",")]
     if bad := next((p for p in pairs if len(p) != 2 or p[0].strip() not in OURS or not p[1].strip()), None):
         raise ValueError(f"{'='.join(bad)}: expected ours=theirs, ours one of {', '.join(sorted(OURS))}")
