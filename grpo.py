@@ -42,8 +42,9 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from rewards import (ACCURACY, FIELDS, SandboxError, accuracy_rewards, answer_key, extract_answer, field_map,
-                     format_reward, needs_math_verify, r1_zero_messages, r1_zero_prompt, require_layers, to_row)
+from rewards import (ACCURACY, FIELDS, DataError, SandboxError, accuracy_rewards, answer_key, bad_lines,
+                     extract_answer, field_map, format_reward, load_rows, needs_math_verify, r1_zero_messages,
+                     r1_zero_prompt, read_rows, require_layers)
 from sample import left_pad, position_ids, sample
 
 # ----------------------------------------------------------------------------------------------------- config
@@ -320,61 +321,6 @@ def settings(cfg: Config) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------- data
-
-
-class DataError(ValueError):
-    """A dataset problem, reported as FILE:LINE: what is wrong."""
-
-
-def load_rows(path: str, task: str = "auto", skip_bad_rows: bool = False, prompt_length=None,
-              max_prompt_length: int = 0, fields: str | None = None) -> tuple[list[dict], list[tuple]]:
-    """The rows of a JSONL file (read_rows), and the bad ones as (line, what is wrong). A bad row stops the run, saying
-    how many there are, unless skip_bad_rows."""
-    rows, bad = read_rows(path, task, prompt_length, max_prompt_length, fields)
-    if bad and not skip_bad_rows:
-        raise DataError(f"{path}:{bad[0][0]}: {bad[0][1]}\nbad rows: {len(bad)} of {len(rows) + len(bad)} "
-                        f"{bad_lines(bad)}; --skip-bad-rows trains without them")
-    if not rows:
-        raise DataError(f"{path}: no rows")
-    return rows, bad
-
-
-def read_rows(path: str, task: str, prompt_length, max_prompt_length: int, fields: str | None):
-    """Each row of a JSONL file checked and put in the fields its reward reads (rewards.to_row, with --fields' names),
-    or as (line, what is wrong). Given prompt_length (a prompt's tokens in the template), a prompt longer than
-    max_prompt_length is a bad row."""
-    if not os.path.isfile(path):
-        raise DataError(f"{path}: no such file")
-    rows, bad = [], []
-    with open(path, "rb") as f:
-        for n, line in enumerate(f, 1):
-            try:
-                if line.strip():
-                    row = to_row(json_row(line), task, field_map(fields) if fields else None)
-                    if prompt_length and (tokens := prompt_length(row["prompt"])) > max_prompt_length:
-                        raise ValueError(f"the prompt is {tokens} tokens, more than --max-prompt-length "
-                                         f"{max_prompt_length}")
-                    rows.append(row)
-            except ValueError as e:
-                bad.append((n, str(e)))
-    return rows, bad
-
-
-def bad_lines(bad: list[tuple]) -> str:
-    return "(line " + ", ".join(str(n) for n, _ in bad[:10]) + (", ...)" if len(bad) > 10 else ")")
-
-
-def json_row(line: bytes) -> dict:
-    """One JSONL line as a JSON object, or a ValueError saying why it is not one."""
-    try:
-        row = json.loads(line.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ValueError("not UTF-8 text") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"not valid JSON ({e.msg})") from None
-    if not isinstance(row, dict):
-        raise ValueError("expected a JSON object (one dataset row)")
-    return row
 
 
 def read_data(path: str, cfg, rank: int, tokenizer) -> list[dict]:

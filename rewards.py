@@ -1,4 +1,5 @@
-"""The R1-Zero prompt template, its rule-based rewards (DeepSeek-R1, section 2.2), and the datasets they score.
+"""The R1-Zero prompt template, its rule-based rewards (DeepSeek-R1, section 2.2), and the datasets they score: each
+published shape mapped onto the fields the rewards read, JSONL files read with FILE:LINE for a bad row.
 
 A reward is plain: `(completion: str, **row) -> float`, where `row` is the dataset row. Accuracy has a reward per
 task: math (the final answer), code (the program against the row's tests, in sandbox.py's sandbox) and countdown
@@ -710,3 +711,59 @@ def check_code_row(raw: dict) -> None:
         raise ValueError(f"timeout must be a number of seconds in (0, 3600], got {json.dumps(timeout)}")
     if type(memory_mb) is not int or not 64 <= memory_mb <= 1 << 20:
         raise ValueError(f"memory_mb must be an integer from 64 (Python needs that much), got {json.dumps(memory_mb)}")
+
+
+# ------------------------------------------------------------------------------------------- reading files
+class DataError(ValueError):
+    """A dataset problem, reported as FILE:LINE: what is wrong."""
+
+
+def load_rows(path: str, task: str = "auto", skip_bad_rows: bool = False, prompt_length=None,
+              max_prompt_length: int = 0, fields: str | None = None) -> tuple[list[dict], list[tuple]]:
+    """The rows of a JSONL file (read_rows), and the bad ones as (line, what is wrong). A bad row stops the run, saying
+    how many there are, unless skip_bad_rows."""
+    rows, bad = read_rows(path, task, prompt_length, max_prompt_length, fields)
+    if bad and not skip_bad_rows:
+        raise DataError(f"{path}:{bad[0][0]}: {bad[0][1]}\nbad rows: {len(bad)} of {len(rows) + len(bad)} "
+                        f"{bad_lines(bad)}; --skip-bad-rows trains without them")
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows, bad
+
+
+def read_rows(path: str, task: str, prompt_length, max_prompt_length: int, fields: str | None):
+    """Each row of a JSONL file checked and put in the fields its reward reads (rewards.to_row, with --fields' names),
+    or as (line, what is wrong). Given prompt_length (a prompt's tokens in the template), a prompt longer than
+    max_prompt_length is a bad row."""
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such file")
+    rows, bad = [], []
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, 1):
+            try:
+                if line.strip():
+                    row = to_row(json_row(line), task, field_map(fields) if fields else None)
+                    if prompt_length and (tokens := prompt_length(row["prompt"])) > max_prompt_length:
+                        raise ValueError(f"the prompt is {tokens} tokens, more than --max-prompt-length "
+                                         f"{max_prompt_length}")
+                    rows.append(row)
+            except ValueError as e:
+                bad.append((n, str(e)))
+    return rows, bad
+
+
+def bad_lines(bad: list[tuple]) -> str:
+    return "(line " + ", ".join(str(n) for n, _ in bad[:10]) + (", ...)" if len(bad) > 10 else ")")
+
+
+def json_row(line: bytes) -> dict:
+    """One JSONL line as a JSON object, or a ValueError saying why it is not one."""
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not valid JSON ({e.msg})") from None
+    if not isinstance(row, dict):
+        raise ValueError("expected a JSON object (one dataset row)")
+    return row

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from rewards import accuracy_rewards, choice_reward, field_map, to_row
+from rewards import accuracy_rewards, choice_reward, field_map, load_rows, to_row
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AIME = "Find the number of ordered pairs $(a,b)$ of integers with $a^2+b^2=25$."
@@ -72,7 +72,6 @@ def texts_of(raw: dict, renames: dict) -> list[str]:
 
 @pytest.mark.parametrize("name", PUBLISHED)
 def test_a_published_set_loads_with_its_fields_line_and_scores_right(name, tmp_path):
-    from grpo import load_rows
     fields, raws, right, wrong = PUBLISHED[name]
     path = tmp_path / f"{name}.jsonl"
     path.write_text("".join(json.dumps(raw) + "\n" for raw in raws))

@@ -392,7 +392,7 @@ def test_bad_rows_say_what_is_wrong(raw, task, message):
 @pytest.mark.parametrize("name, task", [("math", "math"), ("gsm8k", "math"), ("competition_math", "math"),
                                         ("code", "code"), ("countdown", "countdown")])
 def test_the_example_files_load(name, task):
-    from grpo import load_rows
+    from rewards import load_rows
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "examples",
                         name + ".jsonl")
     rows, bad = load_rows(path, name if name != "math" else "auto")

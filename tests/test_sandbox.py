@@ -382,7 +382,7 @@ def test_a_test_that_cannot_be_checked_here_is_refused_with_the_reason(test, rea
 
 
 def test_a_refused_test_is_reported_at_its_file_and_line(tmp_path):
-    from grpo import DataError, load_rows
+    from rewards import DataError, load_rows
     rows = [{"prompt": "p", "tests": ["assert f(1) == 1"]}, {"prompt": "p", "tests": ["assert f(1) == 10 ** 10 ** 10"]}]
     (tmp_path / "code.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     with pytest.raises(DataError, match=r"code\.jsonl:2: the test .* cannot be checked: .* too large"):

@@ -15,8 +15,8 @@ from ddp_run import by_length
 from transformers import AutoModelForCausalLM
 
 import grpo
-from grpo import Batch, Config, DataError, completion_logprobs, load_rows, masked_aggregate, per_token_loss
-from rewards import to_row
+from grpo import Batch, Config, completion_logprobs, masked_aggregate, per_token_loss
+from rewards import DataError, load_rows, to_row
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
