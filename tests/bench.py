@@ -46,12 +46,23 @@ def load(shape: str, model: str | None, device: torch.device):
     tokenizer = AutoTokenizer.from_pretrained(os.path.join(ROOT, "data", "model"))
     if shape == "tiny":
         return AutoModelForCausalLM.from_pretrained(os.path.join(ROOT, "data", "model")).to(device).eval(), tokenizer
-    hidden, intermediate, layers, heads, kv = SHAPES[shape]
+    return qwen_shaped(SHAPES[shape], device), tokenizer
+
+
+def qwen_shaped(dims: tuple, device) -> Qwen2ForCausalLM:
+    """Qwen2.5's architecture and vocabulary at the given (hidden, intermediate, layers, heads, kv heads), random
+    weights made on `device`, then its parameters cast to bf16 and its buffers not: RoPE's inv_freq stays float32,
+    as in the sampler's copy grpo.py makes (in bf16 the angles of far positions drift by most of a radian)."""
+    hidden, intermediate, layers, heads, kv = dims
     config = Qwen2Config(vocab_size=151936, hidden_size=hidden, intermediate_size=intermediate,
                          num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv,
                          max_position_embeddings=32768, tie_word_embeddings=True, rope_theta=1e6)
     torch.manual_seed(0)
-    return Qwen2ForCausalLM(config).to(device, torch.bfloat16).eval(), tokenizer
+    with torch.device(device):
+        model = Qwen2ForCausalLM(config)
+    for p in model.parameters():
+        p.data = p.data.to(torch.bfloat16)
+    return model.eval()
 
 
 def seconds(fn, device: torch.device) -> float:
