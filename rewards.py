@@ -360,10 +360,11 @@ def countdown_reward(completion: str, nums: list[int], target: int, **row) -> fl
 # R1-Zero: for code, "the model's output is directly executed" against test cases. The program is hostile input:
 # it runs confined in a child process (sandbox.py) and never sees what a test expects. A test is split in two: the
 # program's values (each name it defines, with the calls, attributes and items taken from it: `f(2)`,
-# `Solution().solve([1, 2])`, `f(2).strip()`) are evaluated in the child and come back as literals; the rest
+# `Solution().solve([1, 2])`, `f(2).strip()`, a conversion of one: `list(f(2))`) are evaluated in the child and
+# come back as data (sandbox.py: literals, and the few builtin values a literal cannot write); the rest
 # (`abs(_ - 12.566) < 1e-6`, `math.isclose(_, 0.5)`, `1 < _ < 4`) is evaluated here by `evaluate`. So exiting
 # early, printing "all tests passed", forging a report, patching `assert` or returning an object with a rigged
-# `__eq__` gains nothing: only literals cross back, and only a right program computes the right ones.
+# `__eq__` gains nothing: only data crosses back, and only a right program computes the right ones.
 FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
 
 
@@ -379,7 +380,8 @@ def rounded(number, digits=None):
 SAFE = {"abs": abs, "all": all, "any": any, "bool": bool, "dict": dict, "float": float, "frozenset": frozenset,
         "int": int, "isinstance": isinstance, "len": len, "list": list, "max": max, "min": min, "round": rounded,
         "set": set, "sorted": sorted, "str": str, "sum": lambda values: sum(values), "tuple": tuple, "math": math}
-MATH = ("ceil", "e", "exp", "fabs", "floor", "inf", "isclose", "isinf", "isnan", "log", "nan", "pi", "sqrt")
+MATH = ("ceil", "e", "exp", "fabs", "floor", "inf", "isclose", "isfinite", "isinf", "isnan", "log", "nan", "pi", "sqrt")
+CONVERSIONS = ("dict", "frozenset", "list", "set", "sorted", "tuple")  # of a program value, run in the child
 KEYWORDS = ("reverse", "rel_tol", "abs_tol")
 EVALUATED = (ast.UnaryOp, ast.BinOp, ast.BoolOp, ast.Compare, ast.Call, ast.Subscript, ast.Slice, ast.Tuple, ast.List,
              ast.Set, ast.Dict)  # what a test may build around the program's values, besides SAFE's names
@@ -410,9 +412,8 @@ def parse_test(test: str) -> tuple[ast.expr, dict]:
         body = []
     if len(body) != 1 or not isinstance(body[0], ast.Assert):
         raise ValueError(f"a test must be one assert statement, got {test!r}")
-    calls = []
     try:
-        split(body[0].test, calls)
+        calls = program_values(body[0].test)
     except (ValueError, TypeError, ArithmeticError, LookupError, MemoryError, RecursionError) as e:
         raise ValueError(f"the test {test!r} cannot be checked: {e}") from None
     if not calls:
@@ -420,40 +421,60 @@ def parse_test(test: str) -> tuple[ast.expr, dict]:
     return body[0].test, {node: ast.unparse(node) for node in calls}
 
 
-def split(node: ast.expr, calls: list) -> None:
+def program_values(claim: ast.expr) -> list:
+    """The program's values in a test (split). A test that names only builtins and fails with the evaluator's ones
+    (MBPP's `assert sum(10, 15) == 6`: its sum takes one list) can only mean the program's functions of those names."""
+    calls = []
+    try:
+        split(claim, calls, frozenset())
+    except (ValueError, TypeError, ArithmeticError, LookupError):
+        names = {node.id for node in ast.walk(claim) if isinstance(node, ast.Name)}
+        own = frozenset(name for name in names if hasattr(builtins, name))
+        if not own or names - own - {"math"}:
+            raise
+        split(claim, calls, own)
+    return calls
+
+
+def split(node: ast.expr, calls: list, own: frozenset) -> None:
     """Check that `node` can be evaluated here once the program's values in it (appended to `calls`) are known. A
-    part that does not involve the program is computed now, so a test too costly to check is refused at load time."""
-    if program_value(node):
+    part that does not involve the program is computed now, so a test too costly to check is refused at load time.
+    `own`: the builtins' names that are the program's here."""
+    if program_value(node, own):
         return calls.append(node)
-    if not uses_program(node):
+    if not uses_program(node, own):
         return weigh(evaluate(node, {}))
     if not isinstance(node, EVALUATED) or isinstance(node, ast.Dict) and None in node.keys:
         raise ValueError(f"{type(node).__name__} is not evaluated in a test, only literals, operators and "
                          f"{', '.join(SAFE)} (math: {', '.join(MATH)})")
-    if isinstance(node, ast.Compare) and all(map(uses_program, [node.left, *node.comparators])):
+    if isinstance(node, ast.Compare) and all(uses_program(side, own) for side in [node.left, *node.comparators]):
         raise ValueError("a comparison needs a side computed without the program (a value written out)")
-    if isinstance(node, ast.Call) and (uses_program(node.func) or any(k.arg not in KEYWORDS for k in node.keywords)):
+    if isinstance(node, ast.Call) and (uses_program(node.func, own) or {k.arg for k in node.keywords} - set(KEYWORDS)):
         raise ValueError(f"only {', '.join(SAFE)} and math's functions are called here, with no keyword but "
                          f"{', '.join(KEYWORDS)}; methods only on the program's values, as in f(2).strip()")
     for child in ast.iter_child_nodes(node):
         if isinstance(child, (ast.expr, ast.keyword)):
-            split(child.value if isinstance(child, ast.keyword) else child, calls)
+            split(child.value if isinstance(child, ast.keyword) else child, calls, own)
 
 
-def program_value(node: ast.expr) -> bool:
-    """A name the program defines (any name but SAFE's), or a call, attribute or item taken from one. A builtin the
-    evaluator does not provide (`type(f(0))`, `reversed(f(1))`) is none: its value is no literal, so the test could
+def program_value(node: ast.expr, own: frozenset) -> bool:
+    """A name the program defines (any name but SAFE's, and those in `own`), or a call, attribute or item taken from
+    one, or a conversion of one (`list(f(1))`: a generator's items cross, the generator could not). A builtin the
+    evaluator does not provide (`type(f(0))`, `reversed(f(1))`) is none: its value is no data, so the test could
     never pass; it is refused when the data loads."""
     while isinstance(node, (ast.Call, ast.Attribute, ast.Subscript)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in CONVERSIONS and len(node.args) == 1 and \
+                all(k.arg == "reverse" for k in node.keywords) and node.func.id not in own:
+            return program_value(node.args[0], own)
         node = node.func if isinstance(node, ast.Call) else node.value
-    if isinstance(node, ast.Name) and node.id not in SAFE and hasattr(builtins, node.id):
-        raise ValueError(f"{node.id} is a builtin the evaluator does not provide, and its value is no literal: the "
+    if isinstance(node, ast.Name) and node.id not in SAFE and node.id not in own and hasattr(builtins, node.id):
+        raise ValueError(f"{node.id} is a builtin the evaluator does not provide, and its value is no data: the "
                          f"test could never pass (it provides {', '.join(SAFE)})")
-    return isinstance(node, ast.Name) and node.id not in SAFE
+    return isinstance(node, ast.Name) and (node.id not in SAFE or node.id in own)
 
 
-def uses_program(node: ast.expr) -> bool:
-    return any(isinstance(n, ast.Name) and n.id not in SAFE for n in ast.walk(node))
+def uses_program(node: ast.expr, own: frozenset) -> bool:
+    return any(isinstance(n, ast.Name) and (n.id not in SAFE or n.id in own) for n in ast.walk(node))
 
 
 def evaluate(node: ast.expr, values: dict):
@@ -548,15 +569,17 @@ def passes(claim: ast.expr, values: dict) -> bool:
         return False
 
 
-def code_reward(completion: str, tests: list[str], timeout: float = 4.0, memory_mb: int = 1024, **row) -> float:
+def code_reward(completion: str, tests: list[str], timeout: float = 4.0, memory_mb: int = 1024,
+                test_setup_code: str = "", **row) -> float:
     """The fraction of the row's tests that the program in the answer passes, run in the sandbox (0 without one).
-    `timeout` (seconds of CPU time; sandbox.exits_while_computing) and `memory_mb` can be set per row."""
+    `timeout` (seconds of CPU time; sandbox.exits_while_computing), `memory_mb` and the tests' setup code (run after
+    the program) can be set per row."""
     program = extract_program(completion)
     if not program:
         return 0.0
     checks = [parse_test(t) for t in tests]
     sources = [s for _, calls in checks for s in calls.values()]  # each occurrence, in order, as the asserts run
-    values = iter(run_sandboxed(program, sources, timeout, memory_mb))
+    values = iter(run_sandboxed(program, sources, timeout, memory_mb, setup=test_setup_code))
     return sum(passes(claim, {node: next(values) for node in calls}) for claim, calls in checks) / len(tests)
 
 
@@ -706,6 +729,10 @@ def check_code_row(raw: dict) -> None:
         raise ValueError("tests must be a non-empty list of assert statements (strings)")
     for test in raw["tests"]:
         parse_test(test)
+    try:  # the child would run nothing if the setup code cannot compile: no program could pass
+        compile(raw.get("test_setup_code", ""), "test_setup_code", "exec")
+    except (TypeError, ValueError, SyntaxError, MemoryError, RecursionError) as e:
+        raise ValueError(f"test_setup_code must be Python code (run in the sandbox after the program): {e}") from None
     timeout, memory_mb = raw.get("timeout", 4.0), raw.get("memory_mb", 1024)
     if type(timeout) not in (int, float) or not 0 < timeout <= 3600:
         raise ValueError(f"timeout must be a number of seconds in (0, 3600], got {json.dumps(timeout)}")

@@ -1,8 +1,9 @@
-"""Run a program confined, evaluate expressions in its namespace, return their values as literals. Knows no rewards.
+"""Run a program confined, evaluate expressions in its namespace, return their values as data. Knows no rewards.
 
 run_sandboxed starts `python -I -S sandbox.py TMP`, which reads TMP/job.json, confines itself (README, "The code
-sandbox"), runs the program and writes TMP/report: the layers it could not apply, then each expression's repr on a
-line. The parent reads a line per expression at most, VALUE_BYTES each, as a literal: its work is bounded by the job."""
+sandbox"), runs the program and writes TMP/report: the layers it could not apply, then each expression's value on a
+line, as `spell` writes it. The parent reads a line per expression at most, VALUE_BYTES each, as data (`literal`):
+its work is bounded by the job."""
 import functools
 import itertools
 import json
@@ -13,10 +14,11 @@ import stat
 import struct
 import sys
 import warnings
+from collections import Counter, OrderedDict, defaultdict
 
 WALL_CHECKS = 10  # a child runs at most this many timeouts of wall time: one that gets a tenth of a CPU finishes
-VALUE_BYTES = 1 << 15  # the longest repr read back: a set literal of colliding hashes reads in O(n^2)
-NOT_RUN = object()  # the value of an expression that raised, was not a literal, or was not reached
+VALUE_BYTES = 1 << 15  # the longest value read back: a set literal of colliding hashes reads in O(n^2)
+NOT_RUN = object()  # the value of an expression that raised, crossed as no data, or was not reached
 LAYERS = {"landlock": "the program can read and write every file the trainer can (the dataset's answers too)",
           "seccomp": "the program can open sockets, signal processes and hold memory and disk the rlimits miss"}
 accepted = set()  # the missing layers the user accepted (require_layers(weak_ok=True)); the child runs without them
@@ -143,6 +145,45 @@ def forbid_syscalls(ctypes, libc, tmp: str) -> None:
         raise OSError(ctypes.get_errno(), "seccomp")
 
 
+# The types whose values cross to the parent (README, "The code sandbox"), by exact type: a subclass may lie in its
+# __eq__, __hash__, __iter__, __len__ or __repr__. Compared by id, since a metaclass can make a class equal to int.
+ATOMS = tuple(map(id, (type(None), bool, float, complex, str, bytes)))  # repr spells these (inf and nan by name)
+INT, SET = id(int), id(set)
+DICTS = tuple(map(id, (dict, Counter, OrderedDict, defaultdict)))  # each crosses as the dict it equals
+BRACKETS = {id(list): ("[", "]"), id(tuple): ("(", ")"), id(set): ("{", "}"), id(frozenset): ("frozenset({", "})")}
+
+
+def spell(value, parts: list, type=type, id=id, repr=repr, hex=hex, len=len, items=dict.items) -> None:
+    """Append to `parts` text that `literal` reads back as data equal to `value`, which must be of the types above,
+    recursively (anything else raises). About as long as its repr; but an int over 14,000 bits is in hex, which reads
+    back in linear time (decimal stops at 4300 digits). Raises past VALUE_BYTES parts. The builtins are bound here,
+    before the program can replace them."""
+    kind = id(type(value))
+    if kind in ATOMS or kind == INT and value.bit_length() < 14000:
+        parts.append(repr(value))
+    elif kind == INT:
+        parts.append(hex(value))
+    elif kind in DICTS:
+        parts.append("{")
+        for key, item in items(value):
+            spell(key, parts)
+            parts.append(":")
+            spell(item, parts)
+            parts.append(",")
+        parts.append("}")
+    elif kind in BRACKETS:
+        opening, closing = ("set(", ")") if kind == SET and not len(value) else BRACKETS[kind]
+        parts.append(opening)
+        for item in value:
+            spell(item, parts)
+            parts.append(",")
+        parts.append(closing)
+    else:
+        raise TypeError("not a value that crosses as data")
+    if len(parts) > VALUE_BYTES:  # each part is a character at least: this line would be dropped
+        raise ValueError("a value longer than VALUE_BYTES")
+
+
 def run_job(tmp: str) -> None:
     job = json.load(open(os.path.join(tmp, "job.json")))
     report = open(os.path.join(tmp, "report"), "wb", buffering=0)  # a write per line: each outlives a kill
@@ -150,14 +191,19 @@ def run_job(tmp: str) -> None:
     report.write(json.dumps(missing).encode() + b"\n")
     if set(missing) - set(job["accept"]):
         return  # fail closed: no values without a layer the user has not given up
+    if hasattr(sys, "set_int_max_str_digits"):  # the program's ints print at any length, as before Python 3.11: it
+        sys.set_int_max_str_digits(0)  # may spend its own time on it (one that long crosses in hex: spell)
     namespace = {"__name__": "solution"}  # so that the program's `if __name__ == "__main__"` block does not run
-    try:
-        exec(compile(job["program"], "solution.py", "exec"), namespace)
+    try:  # the program, then the tests' setup code in its namespace (the names both define are the program's)
+        for source, name in ((job["program"], "solution.py"), (job["setup"], "setup.py")):
+            exec(compile(source, name, "exec"), namespace)
     except BaseException:  # SystemExit too: a program that stops before the tests passes none of them
         return
     for source in job["expressions"]:
+        parts = []
         try:
-            line = repr(eval(source, namespace)).encode("utf-8", "replace")
+            spell(eval(source, namespace), parts)
+            line = "".join(parts).encode("utf-8", "replace")
         except BaseException:  # this expression gets an empty line; the next one still runs
             line = b""
         report.write((line if len(line) <= VALUE_BYTES and b"\n" not in line else b"") + b"\n")
@@ -171,7 +217,7 @@ class SandboxError(RuntimeError):
 @functools.cache
 def missing_layers() -> tuple[str, ...]:
     """The layers the child cannot apply here, as an empty program run with all of them accepted missing reports."""
-    lines = run_child("", [], 10.0, 256, list(LAYERS))
+    lines = run_child("", "", [], 10.0, 256, list(LAYERS))
     if not lines:
         raise SandboxError("the sandbox's child reported nothing: it could not start or confine itself")
     return tuple(json.loads(lines[0]))
@@ -189,16 +235,17 @@ def require_layers(weak_ok: bool = False) -> None:
     accepted.update(missing)
 
 
-def run_sandboxed(program: str, expressions: list[str], timeout: float, memory_mb: int) -> list:
-    """Run `program` confined, then evaluate each expression in its namespace: their values as literals; NOT_RUN where
-    one raised, was no literal, or the child died, timed out or had no disk. Raises SandboxError (require_layers)."""
+def run_sandboxed(program: str, expressions: list[str], timeout: float, memory_mb: int, setup: str = "") -> list:
+    """Run `program` confined, then `setup` in its namespace, then evaluate each expression there: their values as
+    data; NOT_RUN where one raised, crossed as no data (`spell`), or the child died, timed out or had no disk. Raises
+    SandboxError (require_layers)."""
     require_layers()
-    lines = run_child(program, expressions, timeout, memory_mb, sorted(accepted)) or []
+    lines = run_child(program, setup, expressions, timeout, memory_mb, sorted(accepted)) or []
     values = [literal(line) for line in lines[1:]]
     return values + [NOT_RUN] * (len(expressions) - len(values))
 
 
-def run_child(program: str, expressions: list[str], timeout: float, memory_mb: int, accept: list) -> list | None:
+def run_child(program: str, setup: str, expressions: list, timeout: float, memory_mb: int, accept: list) -> list | None:
     """The report's lines; the child's whole process group is killed when it runs out of time (exits_while_computing).
     None if the job could not be set up (no temp dir, a full disk, no process to spare): that costs this program its
     values, no more."""
@@ -211,8 +258,8 @@ def run_child(program: str, expressions: list[str], timeout: float, memory_mb: i
         tmp = tempfile.mkdtemp(prefix="grpo-sandbox-")
         try:
             with open(os.path.join(tmp, "job.json"), "w") as f:
-                json.dump({"program": program, "expressions": expressions, "cpu_seconds": math.ceil(timeout),
-                           "memory_mb": memory_mb, "accept": accept}, f)
+                json.dump({"program": program, "setup": setup, "expressions": expressions, "memory_mb": memory_mb,
+                           "cpu_seconds": math.ceil(timeout), "accept": accept}, f)
             child = subprocess.Popen([sys.executable, "-I", "-S", os.path.abspath(__file__), tmp], cwd=tmp, env={},
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
@@ -269,12 +316,29 @@ def read_report(path: str, lines: int) -> list[bytes]:
 
 
 def literal(line: bytes):
-    """A value the child reported, read as a Python literal (parsed, never run); NOT_RUN if it is not one."""
+    """A value the child reported, read as data (parsed, never run): a Python literal, in which `inf`, `nan` and
+    `frozenset({...})` stand for those values (as `spell` writes them); NOT_RUN if it is none."""
     import ast
     try:
-        return ast.literal_eval(compile(line.decode(), "<report>", "eval", ast.PyCF_ONLY_AST))
+        return ast.literal_eval(constants(compile(line.decode(), "<report>", "eval", ast.PyCF_ONLY_AST).body, ast))
     except Exception:  # a bad UTF-8 byte, 1e400+1j (OverflowError), deep nesting: this value is lost, nothing else
         return NOT_RUN
+
+
+def constants(node, ast):
+    """`node` with the values spell writes by name (inf, nan, frozenset), which literal_eval does not read, made
+    constants, innermost first: each node is read once, so the cost is linear in the line."""
+    for field, child in ast.iter_fields(node):
+        if isinstance(child, ast.AST):
+            setattr(node, field, constants(child, ast))
+        elif isinstance(child, list):
+            setattr(node, field, [constants(c, ast) if isinstance(c, ast.AST) else c for c in child])
+    if isinstance(node, ast.Name) and node.id in ("inf", "nan"):
+        return ast.Constant(float(node.id))
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "frozenset" and len(node.args) == 1 and \
+            not node.keywords:
+        return ast.Constant(frozenset(ast.literal_eval(node.args[0])))
+    return node
 
 
 if __name__ == "__main__":

@@ -236,7 +236,7 @@ def test_reading_a_report_prints_no_warnings():
 def test_tests_against_builders_are_checked_here():
     tests = ["assert set(common([1, 4, 5], [4, 5, 6])) == set((4, 5))", "assert big() == float('inf')"]
     honest = "def common(a, b):\n    return [x for x in a if x in b]\ndef big():\n    return 1e999\n"
-    assert run(honest, tests) == 0.5  # inf does not read back as a literal: a documented limit
+    assert run(honest, tests) == 1.0  # inf crosses by name (sandbox.spell); set() runs in the child
     rigged = ("import builtins\nbuiltins.set = lambda *a: 0\nbuiltins.float = lambda *a: 0\n"
               "def common(a, b):\n    return 0\ndef big():\n    return 0\n")
     assert run(rigged, tests) == 0.0
