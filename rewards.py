@@ -6,13 +6,10 @@ task: math (the final answer), code (the program against the row's tests, in san
 (an expression that hits a target). Nothing here imports torch: a reward can be tested or reused on its own.
 """
 import ast
-import builtins
 import collections
 import functools
 import json
 import logging
-import math
-import operator
 import os
 import re
 import signal
@@ -20,7 +17,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
-from sandbox import NOT_RUN, SandboxError, require_layers, run_sandboxed  # noqa: F401 (grpo.py checks at start)
+from sandbox import BINARY, SandboxError, parse_test, require_layers, tests_passed  # noqa: F401 (grpo.py: SandboxError)
 
 # DeepSeek-R1, Table 1. The template ends with "Assistant:", so `<think>` is part of the *completion*:
 # the model must learn to open its reasoning itself, and format_reward checks that it did.
@@ -324,7 +321,7 @@ def reads_soundly(gold: str) -> bool:
 
 # -------------------------------------------------------------------------------------------------- countdown
 # TinyZero's task: reach the target with each given number used exactly once and + - * / and parentheses.
-OPERATIONS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+OPERATIONS = {op: BINARY[op] for op in (ast.Add, ast.Sub, ast.Mult, ast.Div)}  # the test evaluator's, four of them
 
 
 def countdown_prompt(nums: list[int], target: int) -> str:
@@ -358,41 +355,9 @@ def countdown_reward(completion: str, nums: list[int], target: int, **row) -> fl
 
 # ------------------------------------------------------------------------------------------------------- code
 # R1-Zero: for code, "the model's output is directly executed" against test cases. The program is hostile input:
-# it runs confined in a child process (sandbox.py) and never sees what a test expects. A test is split in two: the
-# program's values (each name it defines, with the calls, attributes and items taken from it: `f(2)`,
-# `Solution().solve([1, 2])`, `f(2).strip()`, a conversion of one: `list(f(2))`) are evaluated in the child and
-# come back as data (sandbox.py: literals, and the few builtin values a literal cannot write); the rest
-# (`abs(_ - 12.566) < 1e-6`, `math.isclose(_, 0.5)`, `1 < _ < 4`) is evaluated here by `evaluate`. So exiting
-# early, printing "all tests passed", forging a report, patching `assert` or returning an object with a rigged
-# `__eq__` gains nothing: only data crosses back, and only a right program computes the right ones.
+# sandbox.py runs it confined and judges the tests itself on the data the program's values come back as, so that
+# exiting early, printing "all tests passed" or returning an object with a rigged `__eq__` gains nothing.
 FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
-
-
-def rounded(number, digits=None):
-    """round(), refusing digits far from 0: rounding an int to -10**9 digits would compute 10 ** 10**9."""
-    if digits is not None and abs(digits) > 4300:
-        raise ValueError("round() to more than 4300 digits")
-    return round(number, digits)
-
-
-# What a test may call here, on literals only: these functions (sum without a start value, which could make it
-# concatenate lists in quadratic time), math's, and the keyword arguments below.
-SAFE = {"abs": abs, "all": all, "any": any, "bool": bool, "dict": dict, "float": float, "frozenset": frozenset,
-        "int": int, "isinstance": isinstance, "len": len, "list": list, "max": max, "min": min, "round": rounded,
-        "set": set, "sorted": sorted, "str": str, "sum": lambda values: sum(values), "tuple": tuple, "math": math}
-MATH = ("ceil", "e", "exp", "fabs", "floor", "inf", "isclose", "isfinite", "isinf", "isnan", "log", "nan", "pi", "sqrt")
-CONVERSIONS = ("dict", "frozenset", "list", "set", "sorted", "tuple")  # of a program value, run in the child
-KEYWORDS = ("reverse", "rel_tol", "abs_tol")
-EVALUATED = (ast.UnaryOp, ast.BinOp, ast.BoolOp, ast.Compare, ast.Call, ast.Subscript, ast.Slice, ast.Tuple, ast.List,
-             ast.Set, ast.Dict)  # what a test may build around the program's values, besides SAFE's names
-SIZE = 1 << 16  # the most bytes, characters or items a value built here may hold: 10**10**10 and [0]*10**9 refused
-UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg, ast.Not: operator.not_, ast.Invert: operator.invert}
-BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-          ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow, ast.LShift: operator.lshift,
-          ast.RShift: operator.rshift, ast.BitOr: operator.or_, ast.BitAnd: operator.and_, ast.BitXor: operator.xor}
-COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
-           ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
-           ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}
 
 
 def extract_program(completion: str) -> str | None:
@@ -402,185 +367,13 @@ def extract_program(completion: str) -> str | None:
     return "\n".join(fenced) if fenced else answer
 
 
-@functools.lru_cache(maxsize=1 << 12)  # a row's tests meet each of its G completions, and are only read
-def parse_test(test: str) -> tuple[ast.expr, dict]:
-    """A test `assert EXPR` as EXPR's syntax tree and its program values ({node: source}, for the child); the rest of
-    EXPR is evaluated here. Raises ValueError saying why a test cannot be split so."""
-    try:
-        body = ast.parse(test).body
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
-        body = []
-    if len(body) != 1 or not isinstance(body[0], ast.Assert):
-        raise ValueError(f"a test must be one assert statement, got {test!r}")
-    try:
-        calls = program_values(body[0].test)
-    except (ValueError, TypeError, ArithmeticError, LookupError, MemoryError, RecursionError) as e:
-        raise ValueError(f"the test {test!r} cannot be checked: {e}") from None
-    if not calls:
-        raise ValueError(f"a test must use the program (call a function it defines), got {test!r}")
-    return body[0].test, {node: ast.unparse(node) for node in calls}
-
-
-def program_values(claim: ast.expr) -> list:
-    """The program's values in a test (split). A test that names only builtins and fails with the evaluator's ones
-    (MBPP's `assert sum(10, 15) == 6`: its sum takes one list) can only mean the program's functions of those names."""
-    calls = []
-    try:
-        split(claim, calls, frozenset())
-    except (ValueError, TypeError, ArithmeticError, LookupError):
-        names = {node.id for node in ast.walk(claim) if isinstance(node, ast.Name)}
-        own = frozenset(name for name in names if hasattr(builtins, name))
-        if not own or names - own - {"math"}:
-            raise
-        split(claim, calls, own)
-    return calls
-
-
-def split(node: ast.expr, calls: list, own: frozenset) -> None:
-    """Check that `node` can be evaluated here once the program's values in it (appended to `calls`) are known. A
-    part that does not involve the program is computed now, so a test too costly to check is refused at load time.
-    `own`: the builtins' names that are the program's here."""
-    if program_value(node, own):
-        return calls.append(node)
-    if not uses_program(node, own):
-        return weigh(evaluate(node, {}))
-    if not isinstance(node, EVALUATED) or isinstance(node, ast.Dict) and None in node.keys:
-        raise ValueError(f"{type(node).__name__} is not evaluated in a test, only literals, operators and "
-                         f"{', '.join(SAFE)} (math: {', '.join(MATH)})")
-    if isinstance(node, ast.Compare) and all(uses_program(side, own) for side in [node.left, *node.comparators]):
-        raise ValueError("a comparison needs a side computed without the program (a value written out)")
-    if isinstance(node, ast.Call) and (uses_program(node.func, own) or {k.arg for k in node.keywords} - set(KEYWORDS)):
-        raise ValueError(f"only {', '.join(SAFE)} and math's functions are called here, with no keyword but "
-                         f"{', '.join(KEYWORDS)}; methods only on the program's values, as in f(2).strip()")
-    for child in ast.iter_child_nodes(node):
-        if isinstance(child, (ast.expr, ast.keyword)):
-            split(child.value if isinstance(child, ast.keyword) else child, calls, own)
-
-
-def program_value(node: ast.expr, own: frozenset) -> bool:
-    """A name the program defines (any name but SAFE's, and those in `own`), or a call, attribute or item taken from
-    one, or a conversion of one (`list(f(1))`: a generator's items cross, the generator could not). A builtin the
-    evaluator does not provide (`type(f(0))`, `reversed(f(1))`) is none: its value is no data, so the test could
-    never pass; it is refused when the data loads."""
-    while isinstance(node, (ast.Call, ast.Attribute, ast.Subscript)):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in CONVERSIONS and len(node.args) == 1 and \
-                all(k.arg == "reverse" for k in node.keywords) and node.func.id not in own:
-            return program_value(node.args[0], own)
-        node = node.func if isinstance(node, ast.Call) else node.value
-    if isinstance(node, ast.Name) and node.id not in SAFE and node.id not in own and hasattr(builtins, node.id):
-        raise ValueError(f"{node.id} is a builtin the evaluator does not provide, and its value is no data: the "
-                         f"test could never pass (it provides {', '.join(SAFE)})")
-    return isinstance(node, ast.Name) and (node.id not in SAFE or node.id in own)
-
-
-def uses_program(node: ast.expr, own: frozenset) -> bool:
-    return any(isinstance(n, ast.Name) and (n.id not in SAFE or n.id in own) for n in ast.walk(node))
-
-
-def evaluate(node: ast.expr, values: dict):
-    """The value of a test's expression: the program's values from `values` (NOT_RUN: it gave none), the rest
-    computed here from literals, operators, SAFE functions and math's. Raises on anything else or too large."""
-    if node in values:
-        if values[node] is NOT_RUN:
-            raise ValueError("the program gave no value")
-        return values[node]
-    kind = type(node)
-    if kind is ast.Constant:
-        return node.value
-    if kind is ast.Name:
-        return SAFE[node.id]
-    if kind is ast.Attribute and getattr(node.value, "id", None) == "math" and node.attr in MATH:
-        return getattr(math, node.attr)
-    if kind in (ast.Tuple, ast.List, ast.Set):
-        return {ast.Tuple: tuple, ast.List: list, ast.Set: set}[kind](evaluate(e, values) for e in node.elts)
-    if kind is ast.Dict and None not in node.keys:
-        return {evaluate(k, values): evaluate(v, values) for k, v in zip(node.keys, node.values)}
-    if kind is ast.UnaryOp:
-        return UNARY[type(node.op)](evaluate(node.operand, values))
-    if kind is ast.BinOp:
-        return weigh(binary(type(node.op), evaluate(node.left, values), evaluate(node.right, values)))
-    if kind is ast.BoolOp:  # short-circuits as Python does: `and` stops at a false operand, `or` at a true one
-        for operand in node.values:
-            value = evaluate(operand, values)
-            if bool(value) == isinstance(node.op, ast.Or):
-                break
-        return value
-    if kind is ast.Compare:  # chained as Python does: 1 < f(2) < 4 is 1 < f(2) and f(2) < 4
-        left = evaluate(node.left, values)
-        for op, right in zip(node.ops, (evaluate(c, values) for c in node.comparators)):
-            if not COMPARE[type(op)](left, right):
-                return False
-            left = right
-        return True
-    if kind is ast.Call and all(k.arg in KEYWORDS for k in node.keywords):
-        function = evaluate(node.func, values)
-        return weigh(function(*(evaluate(a, values) for a in node.args),
-                              **{k.arg: evaluate(k.value, values) for k in node.keywords}))
-    if kind is ast.Subscript:
-        return evaluate(node.value, values)[evaluate(node.slice, values)]
-    if kind is ast.Slice:
-        parts = (node.lower, node.upper, node.step)
-        return slice(*(None if part is None else evaluate(part, values) for part in parts))
-    raise ValueError(f"{kind.__name__} is not evaluated in a test")
-
-
-def binary(op: type, a, b):
-    """a OP b; refused before computing a result over SIZE, and for str % args (a width can ask for any length)."""
-    if op is ast.Pow and type(b) is int and isinstance(a, int) and abs(a) > 1 and b * a.bit_length() > 8 * SIZE:
-        raise ValueError(f"{a} ** {b} is too large to compute here")
-    if op is ast.LShift and type(b) is int and isinstance(a, int) and a.bit_length() + b > 8 * SIZE:
-        raise ValueError(f"{a} << {b} is too large to compute here")
-    repeated, times = (a, b) if isinstance(b, int) else (b, a)
-    if op is ast.Mult and isinstance(repeated, (str, bytes, tuple, list)) and isinstance(times, int) and \
-            weight(repeated) * times > SIZE:
-        raise ValueError("a repetition too large to compute here")
-    if op is ast.Mod and isinstance(a, (str, bytes)):
-        raise ValueError("no % formatting in a test")
-    return BINARY[op](a, b)
-
-
-def weigh(value):
-    if weight(value) > SIZE:
-        raise ValueError("a value too large to check here")
-    return value
-
-
-def weight(value) -> int:
-    """About how many bytes, characters and items `value` holds, a part repeated counted each time (so what comparing
-    or printing it costs); counting stops past SIZE."""
-    if isinstance(value, int):
-        return value.bit_length() // 8
-    if isinstance(value, (str, bytes)):
-        return len(value)
-    if isinstance(value, (tuple, list, set, frozenset, dict)):
-        total = len(value)
-        for item in value.items() if isinstance(value, dict) else value:
-            if total > SIZE:
-                break
-            total += weight(item)
-        return total
-    return 1
-
-
-def passes(claim: ast.expr, values: dict) -> bool:
-    try:
-        return bool(evaluate(claim, values))
-    except Exception:  # a value of the wrong type or too large, or one the program did not give: the test fails
-        return False
-
-
 def code_reward(completion: str, tests: list[str], timeout: float = 4.0, memory_mb: int = 1024,
                 test_setup_code: str = "", **row) -> float:
     """The fraction of the row's tests that the program in the answer passes, run in the sandbox (0 without one).
     `timeout` (seconds of CPU time; sandbox.exits_while_computing), `memory_mb` and the tests' setup code (run after
     the program) can be set per row."""
     program = extract_program(completion)
-    if not program:
-        return 0.0
-    checks = [parse_test(t) for t in tests]
-    sources = [s for _, calls in checks for s in calls.values()]  # each occurrence, in order, as the asserts run
-    values = iter(run_sandboxed(program, sources, timeout, memory_mb, setup=test_setup_code))
-    return sum(passes(claim, {node: next(values) for node in calls}) for claim, calls in checks) / len(tests)
+    return sum(tests_passed(program, tests, timeout, memory_mb, test_setup_code)) / len(tests) if program else 0.0
 
 
 # The accuracy reward of each task, by the name in a row's "task" field; your own goes here too (README, "Your own
