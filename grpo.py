@@ -11,7 +11,8 @@ set A_i = (r_i - mean(r)) / (std(r) + 1e-4), and take mu optimiser steps on
     J(theta) = 1/G sum_i 1/|o_i| sum_t [ min(rho_it A_i, clip(rho_it, 1-eps, 1+eps) A_i) - beta D_KL(pi_theta||pi_ref) ]
 
 with rho_it = pi_theta(o_it | q, o_i<t) / pi_old(o_it | q, o_i<t). The file reads top to bottom: config,
-data, the equations, the step, the loop, main.
+data (read by rewards.py, measured in tokens and ordered by step and rank here), the equations, the step,
+evaluation, the loop, main.
 """
 import argparse
 import copy

@@ -2,8 +2,9 @@
 published shape mapped onto the fields the rewards read, JSONL files read with FILE:LINE for a bad row.
 
 A reward is plain: `(completion: str, **row) -> float`, where `row` is the dataset row. Accuracy has a reward per
-task: math (the final answer), code (the program against the row's tests, in sandbox.py's sandbox) and countdown
-(an expression that hits a target). Nothing here imports torch: a reward can be tested or reused on its own.
+task: math (the final answer), multiple choice (the letter), code (the fraction of the row's tests the program
+passes, judged by sandbox.py) and countdown (an expression that hits a target). Nothing here imports torch: a
+reward can be tested or reused on its own.
 """
 import ast
 import collections

@@ -1,9 +1,11 @@
-"""Run a program confined, evaluate expressions in its namespace, return their values as data. Knows no rewards.
+"""The trust boundary for model-written code: run it confined, and judge its tests without trusting it. Knows no
+rewards or datasets.
 
-run_sandboxed starts `python -I -S sandbox.py TMP`, which reads TMP/job.json, confines itself (README, "The code
-sandbox"), runs the program and writes TMP/report: the layers it could not apply, then each expression's value on a
-line, as `spell` writes it. The parent reads a line per expression at most, VALUE_BYTES each, as data (`literal`):
-its work is bounded by the job."""
+The child: run_sandboxed starts `python -I -S sandbox.py TMP`, which reads TMP/job.json, confines itself (README,
+"The code sandbox"), runs the program and writes TMP/report: the layers it could not apply, then each expression's
+value on a line, as `spell` writes it. The parent reads a line per expression at most, VALUE_BYTES each, as data
+(`literal`): its work is bounded by the job. The tests: tests_passed splits each `assert` into the program's values,
+computed in the child, and the rest, evaluated here on the data they came back as, bounded in size and time."""
 import ast
 import builtins
 import functools
@@ -550,6 +552,7 @@ def passes(claim: ast.expr, values: dict) -> bool:
         return bool(evaluate(claim, values))
     except Exception:  # a value of the wrong type or too large, or one the program did not give: the test fails
         return False
+
 
 if __name__ == "__main__":
     run_job(sys.argv[1])
