@@ -417,10 +417,11 @@ def our_names(raw: dict, renames: dict[str, str]) -> dict:
     (SVAMP's `Question`) where no other field has the name in another case. Two fields may become one only if they
     hold the same value."""
     cases = collections.Counter(key.lower() for key in raw)
+    lowered = {theirs.lower(): ours for theirs, ours in renames.items()}
     row, source = {}, {}
     for key, value in raw.items():
         lower = key.lower() if cases[key.lower()] == 1 else key  # a name used in two cases is compared exactly
-        name = renames.get(key) or renames.get(lower) or (lower if lower in OURS else key)
+        name = renames.get(key) or lowered.get(lower) or (lower if lower in OURS else key)
         if name in row and row[name] != value:
             raise ValueError(f"the fields {source[name]} and {key} are both {name}, with different values: keep one")
         row[name], source[name] = value, key

@@ -94,6 +94,7 @@ def test_field_names_compare_without_case_only_where_that_is_unambiguous():
     assert to_row({"QUESTION": "q?", "Answer": "1"})["prompt"] == "q?"
     row = to_row({"question": "q?", "Answer": "1", "answer": "2"})  # two cases of one name: each read as written
     assert row["answer"] == "2" and row["Answer"] == "1"
+    assert to_row({"Input": "q?", "TARGET": 1}, renames=field_map("question=input,answer=Target"))["prompt"] == "q?"
     with pytest.raises(ValueError, match="the fields answer and target are both answer, with different values"):
         to_row({"question": "q?", "answer": "1", "target": "2"}, renames=field_map("answer=target"))
 
