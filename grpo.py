@@ -1189,6 +1189,7 @@ def train(cfg: Config) -> None:
     elif rank == 0:
         policy.save_pretrained(cfg.out, state_dict=weights)  # safetensors: AutoModelForCausalLM.from_pretrained(out)
         tokenizer.save_pretrained(cfg.out)
+    if rank == 0:
         if before and after:
             print_before_after(before, after, cfg.steps - done, time.perf_counter() - start)
         plot_curves(cfg.out)

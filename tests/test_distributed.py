@@ -103,6 +103,7 @@ def test_resume_continues_exactly(model_dir, data, tmp_path, capsys):
     evaluated = ("--eval-data", data, "--eval-k", "2")
     grpo.main(run_args(model_dir, data, tmp_path / "straight", 4, *evaluated))
     table = before_after_table(capsys.readouterr().out)
+    assert len(table) >= 3  # the last step is saved (--save-every 2): the table is printed all the same
     grpo.main(run_args(model_dir, data, tmp_path / "split", 2, *evaluated))
     capsys.readouterr()
     grpo.main(run_args(model_dir, data, tmp_path / "split", 4, "--resume", str(tmp_path / "split"), *evaluated))
@@ -117,6 +118,7 @@ def test_resume_continues_exactly(model_dir, data, tmp_path, capsys):
 
 def test_the_final_weights_are_written_once_when_the_last_step_is_saved(model_dir, data, tmp_path):
     grpo.main(run_args(model_dir, data, tmp_path / "out", 2))  # --save-every 2: step 2 is saved
+    assert (tmp_path / "out" / "curves.png").exists()  # and the run's end is otherwise as when it is not
     final, saved = tmp_path / "out" / "model.safetensors", tmp_path / "out" / "checkpoint-2" / "model.safetensors"
     assert os.path.samefile(final, saved)  # one file, two names
     checkpoint = weights(tmp_path / "out" / "checkpoint-2")
