@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import signal
+import string
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
@@ -231,13 +232,16 @@ def top_level_parts(text: str) -> list[str]:
     return [part.strip() for part in parts + [text[start:]]]
 
 
-def choice_reward(completion: str, answer: str, letters: str, **row) -> float:
+def choice_reward(completion: str, answer: str, options: list[str], **row) -> float:
     """1 if the answer names the gold option by its letter: `B`, `(B)`, `B.` or `B)`, then, optionally, any text that
-    names no other option's letter (`B) 6(\\sqrt 3 + \\sqrt 2)`, not `B or C`)."""
+    names no other option's letter or is the gold option's own text (`B) 6(\\sqrt 3 + \\sqrt 2)`, and `D) Both A and B`
+    where D is "Both A and B"; not `B or C`)."""
     chosen = re.fullmatch(r"\(?([A-Z])(?:[).:]\s*|\s+|$)(.*)", unbox(extract_answer(completion) or ""), re.DOTALL)
     if chosen is None or chosen[1] != answer:
         return 0.0
-    return float(not set(re.findall(r"\b[A-Z]\b", chosen[2])) & set(letters) - {answer})
+    others = set(string.ascii_uppercase[:len(options)]) - {answer}
+    named = set(re.findall(r"\b[A-Z]\b", chosen[2]))
+    return float(not (named & others) or same_answer(chosen[2], options[ord(answer) - ord("A")]))
 
 
 MATH_VERIFY_CHARS = 300  # longer answers are not sent to math-verify: real ones are far shorter, and it can be slow
@@ -401,7 +405,7 @@ FIELDS = {"code": ("prompt", "tests"), "countdown": ("nums", "target"), "competi
 QUESTION = ("prompt", "question", "problem")  # a row holds its question in one of these
 CONTEXT = ("body", "context", "passage")  # text that comes before the question (ASDiv's body: "Seven apples...")
 OURS = {*QUESTION, *CONTEXT, "answer", "options", "solution", "tests", "nums", "target", "task", "timeout", "memory_mb"}
-LABEL = re.compile(r"\(?([A-Z])\)")  # an option's letter, as (B) or B)
+LABEL = re.compile(r"(?:^|(?<=\s))\(?([A-Z])\)")  # an option's letter, as (B) or B), where a word starts (not P(X))
 
 
 def field_map(text: str) -> dict[str, str]:
@@ -449,7 +453,7 @@ def to_row(raw: dict, task: str = "auto", renames: dict[str, str] | None = None)
                              + ", ".join(f"{'+'.join(need)} ({t})" for t, need in FIELDS.items())
                              + "; --fields ours=theirs names yours")
         task = task or "math"
-    if missing := [f for f in FIELDS.get(task, ("prompt",)) if f not in raw]:
+    if missing := [f for f in FIELDS.get(task, ()) if f not in raw]:
         raise ValueError(f"missing field(s) {', '.join(missing)} for a {task} row")
     if "completion" in raw:
         raise ValueError("a row may not have a field named completion: rewards take the completion by that name")
@@ -480,10 +484,10 @@ def to_row(raw: dict, task: str = "auto", renames: dict[str, str] | None = None)
     golds = row.get("answer") if isinstance(row.get("answer"), list) else [row.get("answer")]
     if row["task"] == "math" and not (golds and all(map(gold_like, golds))):
         raise ValueError(f"answer must be a non-empty string or a number, got {json.dumps(row['answer'])[:80]}")
-    if row["task"] == "math" and raw.get("options") is not None:
+    if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+        raise ValueError(f"prompt must be a non-empty string: a row needs its question in {', '.join(QUESTION)}")
+    if row["task"] == "choice" or row["task"] == "math" and raw.get("options") is not None:
         row.update(multiple_choice(row))
-    if not isinstance(row["prompt"], str) or not row["prompt"].strip():
-        raise ValueError("prompt must be a non-empty string")
     return row
 
 
@@ -494,22 +498,32 @@ def gold_like(answer) -> bool:
 def multiple_choice(row: dict) -> dict:
     """A multiple-choice row's prompt with its options, each labelled `(A)`... unless labelled already (AQuA's `A)21`;
     SAT's one string), its gold answer as the letter (an integer is an option's 0-based index, as MMLU writes it)
-    and its options' letters, for choice_reward."""
-    options, gold = row["options"], row["answer"]
+    and its options' texts without their labels, for choice_reward."""
+    options, gold = row.get("options"), row["answer"]
     if isinstance(options, list) and options and len(options) <= 26 and all(isinstance(o, str) for o in options):
-        letters = "".join(chr(ord("A") + i) for i in range(len(options)))
         options = [option.strip() for option in options]
-        text = "\n".join(o if LABEL.match(o) else f"({x}) {o}" for x, o in zip(letters, options))
-    elif isinstance(options, str) and LABEL.search(options):
-        letters, text = "".join(LABEL.findall(options)), options.strip()
+        text = "\n".join(o if LABEL.match(o) else f"({x}) {o}" for x, o in zip(string.ascii_uppercase, options))
+        texts = [LABEL.sub("", o, count=1).strip() if LABEL.match(o) else o for o in options]
+    elif isinstance(options, str) and (texts := labelled_options(options)):
+        text = options.strip()
     else:
-        raise ValueError(f"options must be a list of strings or one string of labelled options, got "
+        raise ValueError(f"options must be a list of strings or one string of options labelled (A), (B)..., got "
                          f"{json.dumps(options)[:80]}")
+    letters = string.ascii_uppercase[:len(texts)]
     letter = letters[gold] if type(gold) is int and 0 <= gold < len(letters) else str(gold).strip().strip("()")
     if letter not in letters or len(letter) != 1:
         raise ValueError(f"the answer of a multiple-choice row must be one of the letters {letters}, got "
                          f"{json.dumps(gold)}")
-    return {"prompt": f"{row['prompt']}\n{text}", "answer": letter, "letters": letters, "task": "choice"}
+    return {"prompt": f"{row['prompt']}\n{text}", "answer": letter, "options": texts, "task": "choice"}
+
+
+def labelled_options(text: str) -> list[str]:
+    """One string of options (SAT's `(A) 2 (B) 4`) cut at its labels A, B, C... in turn: a `(C)` out of turn is text."""
+    labels = []
+    for label in LABEL.finditer(text):
+        if len(labels) < 26 and label[1] == string.ascii_uppercase[len(labels)]:
+            labels.append(label)
+    return [text[a.end():b.start() if b else None].strip() for a, b in zip(labels, labels[1:] + [None])]
 
 
 def needs_math_verify(row: dict) -> bool:

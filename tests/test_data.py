@@ -136,7 +136,31 @@ def test_multiple_choice_reads_the_letter_the_answer_gives(answer, score):
     assert choice_reward(completion(answer), **row) == score
 
 
+@pytest.mark.parametrize("answer, score", [
+    ("D) Both A and B", 1.0), ("(D) $\\text{Both A and B}$", 1.0), ("D", 1.0),
+    ("D or A", 0.0), ("D) Both A and C", 0.0), ("A", 0.0), ("B) Both A and B", 0.0),
+])
+def test_the_gold_options_own_text_may_name_other_letters(answer, score):
+    row = to_row({"question": "Which hold?", "options": ["x > 0", "y > 0", "neither", "Both A and B"], "answer": "D"})
+    assert accuracy_rewards([completion(answer)], [row]) == [score]
+
+
+def test_a_string_of_options_is_cut_at_its_labels_in_turn_only():
+    row = to_row({"question": "Which?", "options": "(A) P(X) = 1/2 (B) P(Y) = 1 (C) P(X)P(Y)", "answer": "C"})
+    assert row["options"] == ["P(X) = 1/2", "P(Y) = 1", "P(X)P(Y)"]  # no option X, and no text lost
+    assert row["prompt"] == "Which?\n(A) P(X) = 1/2 (B) P(Y) = 1 (C) P(X)P(Y)"
+    assert accuracy_rewards([completion(a) for a in ("C", "C) P(X)P(Y)", "C or B", "X")], [row] * 4) == [1, 1, 0, 0]
+
+
+def test_a_row_that_says_its_task_is_choice_is_read_as_one():
+    row = to_row({"task": "choice", "question": "Which?", "options": ["1", "2"], "answer": 1})
+    assert row["answer"] == "B" and row["prompt"] == "Which?\n(A) 1\n(B) 2"
+    assert accuracy_rewards([completion("B"), completion("A")], [row, row]) == [1.0, 0.0]
+
+
 @pytest.mark.parametrize("raw, message", [
+    ({"question": None, "answer": "3"}, "prompt must be a non-empty string: a row needs its question in"),
+    ({"task": "choice", "question": "q", "answer": "A"}, "options must be a list of strings"),
     ({"question": "q", "options": ["1", "2"], "answer": "C"}, "one of the letters AB, got \"C\""),
     ({"question": "q", "options": ["1", "2"], "answer": 2}, "one of the letters AB, got 2"),
     ({"question": "q", "options": "1 or 2", "answer": "A"}, "options must be a list of strings"),
