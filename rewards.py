@@ -410,9 +410,10 @@ LABEL = re.compile(r"(?:^|(?<=\s))\(?([A-Z])\)")  # an option's letter, as (B) o
 
 def field_map(text: str) -> dict[str, str]:
     """--fields `ours=theirs,...` (`question=input,answer=target`) as {theirs: ours}, or ValueError saying why not."""
-    pairs = [pair.split("=") for pair in text.split(",")]
-    if bad := next((p for p in pairs if len(p) != 2 or p[0].strip() not in OURS or not p[1].strip()), None):
-        raise ValueError(f"{'='.join(bad)}: expected ours=theirs, ours one of {', '.join(sorted(OURS))}")
+    pairs = [pair.split("=") for pair in text.split(",") if pair.strip()]  # a trailing comma is no pair
+    bad = next((p for p in pairs if len(p) != 2 or p[0].strip() not in OURS or not p[1].strip()), None)
+    if bad or not pairs:
+        raise ValueError(f"{'='.join(bad or [text])}: expected ours=theirs, ours one of {', '.join(sorted(OURS))}")
     return {theirs.strip(): ours.strip() for ours, theirs in pairs}
 
 

@@ -196,7 +196,7 @@ def run_job(tmp: str) -> None:
     if hasattr(sys, "set_int_max_str_digits"):  # the program's ints print at any length, as before Python 3.11: it
         sys.set_int_max_str_digits(0)  # may spend its own time on it (one that long crosses in hex: spell)
     namespace = {"__name__": "solution"}  # so that the program's `if __name__ == "__main__"` block does not run
-    try:  # the program, then the tests' setup code in its namespace (the names both define are the program's)
+    try:  # the program, then the tests' setup code in its namespace: a name both define is the setup's, as in MBPP
         for source, name in ((job["program"], "solution.py"), (job["setup"], "setup.py")):
             exec(compile(source, name, "exec"), namespace)
     except BaseException:  # SystemExit too: a program that stops before the tests passes none of them

@@ -95,12 +95,14 @@ def test_field_names_compare_without_case_only_where_that_is_unambiguous():
     row = to_row({"question": "q?", "Answer": "1", "answer": "2"})  # two cases of one name: each read as written
     assert row["answer"] == "2" and row["Answer"] == "1"
     assert to_row({"Input": "q?", "TARGET": 1}, renames=field_map("question=input,answer=Target"))["prompt"] == "q?"
+    assert field_map("question=input,") == {"input": "question"}  # a trailing comma
     with pytest.raises(ValueError, match="the fields answer and target are both answer, with different values"):
         to_row({"question": "q?", "answer": "1", "target": "2"}, renames=field_map("answer=target"))
 
 
 @pytest.mark.parametrize("text, message", [("question", "expected ours=theirs"), ("answer=", "expected ours=theirs"),
-                                           ("reply=target", "ours one of"), ("a=b=c", "expected ours=theirs")])
+                                           ("reply=target", "ours one of"), ("a=b=c", "expected ours=theirs"),
+                                           (",", "expected ours=theirs")])
 def test_a_bad_fields_flag_is_refused_by_name(text, message):
     with pytest.raises(ValueError, match=message):
         field_map(text)
