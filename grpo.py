@@ -10,9 +10,11 @@ set A_i = (r_i - mean(r)) / (std(r) + 1e-4), and take mu optimiser steps on
 
     J(theta) = 1/G sum_i 1/|o_i| sum_t [ min(rho_it A_i, clip(rho_it, 1-eps, 1+eps) A_i) - beta D_KL(pi_theta||pi_ref) ]
 
-with rho_it = pi_theta(o_it | q, o_i<t) / pi_old(o_it | q, o_i<t). The file reads top to bottom: config,
-data (read by rewards.py, measured in tokens and ordered by step and rank here), the equations, the step,
-evaluation, the loop, main.
+with rho_it = pi_theta(o_it | q, o_i<t) / pi_old(o_it | q, o_i<t) and D_KL estimated per token by k3 (kl_k3).
+The file reads top to bottom: config, data (read by rewards.py, measured in tokens and ordered by step and rank
+here), the equations (group_advantages, clipped_surrogate, kl_k3, per_token_loss, masked_aggregate: README, "The
+equations, and where they are"), the step, evaluation (greedy pass@1, pass@1 over k, cons@k), the loop (checkpoints,
+resume, logs) and main.
 """
 import argparse
 import copy

@@ -1,9 +1,10 @@
 """The R1-Zero prompt template, its rule-based rewards (DeepSeek-R1, section 2.2), and the datasets they score: each
 published shape mapped onto the fields the rewards read, JSONL files read with FILE:LINE for a bad row.
 
-A reward is plain: `(completion: str, **row) -> float`, where `row` is the dataset row. Accuracy has a reward per
-task: math (the final answer), multiple choice (the letter), code (the fraction of the row's tests the program
-passes, judged by sandbox.py) and countdown (an expression that hits a target). Nothing here imports torch: a
+A reward is plain: `(completion: str, **row) -> float`, where `row` is the dataset row: format_reward, and an
+accuracy reward per task (ACCURACY): math (accuracy_reward, the final answer), multiple choice (choice_reward, the
+letter), code (code_reward, the fraction of the row's tests the program passes, judged by sandbox.tests_passed) and
+countdown (countdown_reward, an expression that hits a target). Nothing here imports torch: a
 reward can be tested or reused on its own.
 """
 import ast

@@ -2,8 +2,9 @@
 
 Each prompt is prefilled once and its KV cache copied to its G rows of a static (preallocated) cache; each row
 then draws its own tokens and stops at its own EOS; the loop ends when every row has stopped or the budget is
-spent. The log-probability of each drawn token is returned under log_softmax(logits / T), the convention the
-trainer uses too. For speed on a GPU: the decode step has fixed shapes, so it can be replayed as a CUDA graph;
+spent. The log-probability of each drawn token (log pi_sampler: the trainer computes pi_old itself) is returned
+under log_softmax(logits / T), the convention the trainer uses too. For speed on a GPU: the decode step has fixed
+shapes, so it can be replayed as a CUDA graph (sample(cuda_graph=True), off by default: not measured faster yet);
 nothing in the loop waits for the device except a check, every 16 tokens, of which rows are still going, and
 when half the batch has ended the rest go on in a smaller one.
 Nothing here knows about rewards or RL.
