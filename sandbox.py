@@ -4,8 +4,9 @@ rewards or datasets.
 The child: run_sandboxed (through run_child) starts `python -I -S sandbox.py TMP`, which reads TMP/job.json,
 confines itself (README, "The code sandbox"), runs the program and writes TMP/report: the layers it could not apply,
 then each expression's value on a line, as `spell` writes it. The parent reads a line per expression at most,
-VALUE_BYTES each, as data (`literal`): its work is bounded by the job. The tests: tests_passed splits each `assert` into the program's values,
-computed in the child, and the rest, evaluated here on the data they came back as, bounded in size and time."""
+VALUE_BYTES each, as data (`literal`): its work is bounded by the job. The tests: tests_passed splits each `assert`
+into the program's values, computed in the child, and the rest, evaluated here on the data they came back as,
+bounded in size and time."""
 import functools
 import itertools
 import json
