@@ -4,8 +4,8 @@ published shape mapped onto the fields the rewards read, JSONL files read with F
 A reward is plain: `(completion: str, **row) -> float`, where `row` is the dataset row: format_reward, and an
 accuracy reward per task (ACCURACY): math (accuracy_reward, the final answer), multiple choice (choice_reward, the
 letter), code (code_reward, the fraction of the row's tests the program passes, judged by sandbox.tests_passed) and
-countdown (countdown_reward, an expression that hits a target). Nothing here imports torch: a
-reward can be tested or reused on its own.
+countdown (countdown_reward, an expression that hits a target). Nothing here imports torch: a reward can be tested
+or reused on its own.
 """
 import ast
 import collections
